@@ -1,0 +1,47 @@
+# wsmon: `make run` serves, `make test` runs everything. Both bootstrap what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+HOST ?= 127.0.0.1
+PORT ?= 8080
+# Debian packages the integration tests start for real: promtool/prometheus, alertmanager/amtool.
+DEBIAN_TOOLS := prometheus prometheus-alertmanager
+TOOL_BINARIES := promtool prometheus alertmanager amtool
+
+.PHONY: run test lint tools venv clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wsmon needs Python 3.11 or newer; set PYTHON=python3.x")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)  ## create .venv and install wsmon with its development tools
+
+tools:  ## install the Debian tools the integration tests run (needs root or sudo)
+	@missing=""; for b in $(TOOL_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS) >/dev/null; \
+	fi
+
+run: $(STAMP)  ## serve on $(HOST):$(PORT) (Ctrl-C drains and stops)
+	$(BIN)/wsmon serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP) tools  ## run the whole test suite
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)  ## ruff and mypy
+	$(BIN)/ruff check exporter tests
+	$(BIN)/ruff format --check exporter tests
+	$(BIN)/mypy exporter
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

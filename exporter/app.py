@@ -1,0 +1,256 @@
+"""The aiohttp application one worker serves: /ws, /ws/echo, /metrics and the health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from time import perf_counter
+
+import orjson
+from aiohttp import WSMessage, WSMsgType, web
+from aiohttp.http_websocket import WebSocketError
+
+from . import protocol
+from .cluster import Cluster, Standalone
+from .config import Settings
+from .frames import text_frame
+from .handlers import Handlers
+from .hub import Connection, Hub
+from .metrics import Cell, WorkerMetrics, render
+from .protocol import ProtocolError
+
+log = logging.getLogger(__name__)
+
+GOING_AWAY = 1001
+TRY_AGAIN_LATER = 1013
+# Past this many unsent bytes to one client, its read loop waits before reading more from it.
+REPLY_HIGH_WATER = 64 * 1024
+
+ClusterFactory = Callable[[WorkerMetrics, Hub], Cluster]
+
+
+class Worker:
+    """One worker's state: its connections, metrics and link to the pool."""
+
+    def __init__(self, settings: Settings, index: int, cluster_factory: ClusterFactory) -> None:
+        self.settings = settings
+        self.index = index
+        self.metrics = WorkerMetrics(index, settings.worker_capacity)
+        self.hub = Hub(self.metrics, settings.send_buffer_limit)
+        self.cluster = cluster_factory(self.metrics, self.hub)
+        self.handlers = Handlers(self.hub, self.cluster, self.metrics)
+        self.draining = False
+        # Connection ids are unique across workers and restarts: worker, process nonce, sequence.
+        self._ids = itertools.count(1)
+        self._nonce = secrets.token_hex(3)
+
+    def _new_id(self) -> str:
+        return f"{self.index}-{self._nonce}-{next(self._ids)}"
+
+    def _websocket(self) -> web.WebSocketResponse:
+        # Compression off: it costs CPU per message, and fan-out relies on whole-frame writes
+        # (frames.py). No WebSocket heartbeat either: aiohttp re-arms its timer on every message,
+        # about 1 us each; the supervisor sets TCP keepalive on every socket instead.
+        return web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, compress=False)
+
+    async def _refuse(self, request: web.Request) -> web.WebSocketResponse | None:
+        """Close at once with 1013 (full) or 1001 (draining); None when the worker has room."""
+        if self.draining:
+            reason, code, text = "draining", GOING_AWAY, b"server shutting down"
+        elif len(self.hub.connections) >= self.settings.worker_capacity:
+            reason, code, text = "capacity", TRY_AGAIN_LATER, b"worker at capacity"
+        else:
+            return None
+        self.metrics.rejected[reason].value += 1
+        ws = self._websocket()
+        await ws.prepare(request)
+        await ws.close(code=code, message=text)
+        return ws
+
+    async def serve_ws(self, request: web.Request) -> web.StreamResponse:
+        refused = await self._refuse(request)
+        if refused is not None:
+            return refused
+        ws = self._websocket()
+        stream = await ws.prepare(request)
+        transport = request.transport
+        assert transport is not None
+        m = self.metrics
+        conn = Connection(self._new_id(), ws, transport)
+        self.hub.add(conn)
+        m.opened.value += 1
+        self.cluster.load_changed()
+        try:
+            self._send(conn, protocol.welcome(conn.id, self.index), m.sent["welcome"])
+            await self._read_loop(conn, ws, stream.drain)
+        finally:
+            self.hub.remove(conn)
+            self.cluster.load_changed()
+            m.close_code(ws.close_code).value += 1
+        return ws
+
+    def _send(self, conn: Connection, payload: bytes, counter: Cell) -> None:
+        """Write one reply frame to the sender (off the hot path; _read_loop inlines this)."""
+        if not conn.ws.closed:
+            conn.transport.write(text_frame(payload))
+            self.metrics.bytes_out.value += len(payload)
+            counter.value += 1
+
+    async def _read_loop(
+        self, conn: Connection, ws: web.WebSocketResponse, drain: Callable[[], Awaitable[None]]
+    ) -> None:
+        """The per-message hot path: no label lookups, echo sent back without re-encoding.
+
+        Replies are written straight to the transport (aiohttp's send coroutine costs more than
+        the rest of the protocol); when the client stops reading and the buffer passes the high
+        water mark, the loop waits for it to drain, so a flooding client only slows itself.
+        """
+        m = self.metrics
+        routes = self.handlers.routes
+        rate = self.settings.rate_limit
+        delay = self.settings.inject_delay_ms / 1000.0
+        bytes_in, bytes_out = m.bytes_in, m.bytes_out
+        write, buffered = conn.transport.write, conn.transport.get_write_buffer_size
+        async for msg in ws:
+            started = perf_counter()
+            if msg.type is not WSMsgType.TEXT:
+                await self._non_text(conn, msg, started)
+                continue
+            raw: bytes = msg.data.encode()
+            bytes_in.value += len(raw)
+            try:
+                message_type, obj, ref = protocol.parse(raw)
+                route = routes[message_type]
+                route.received.value += 1
+                if not conn.within_rate(started, rate):
+                    raise ProtocolError(
+                        message_type, protocol.RATE_LIMITED, f"over {rate} messages a second", ref
+                    )
+                if delay:
+                    await asyncio.sleep(delay)
+                reply = raw if route.handle is None else route.handle(conn, obj, ref, started)
+            except ProtocolError as exc:
+                self._send_error(conn, exc, started)
+                continue
+            if reply is not None and not ws.closed:
+                write(text_frame(reply))
+                bytes_out.value += len(reply)
+                route.replies.value += 1
+                if buffered() > REPLY_HIGH_WATER:
+                    await drain()
+            route.latency.observe(perf_counter() - started)
+
+    async def _non_text(self, conn: Connection, msg: WSMessage, started: float) -> None:
+        m = self.metrics
+        if msg.type is WSMsgType.BINARY:
+            m.bytes_in.value += len(msg.data)
+            error = ProtocolError(
+                protocol.INVALID,
+                protocol.BINARY_FRAME,
+                "binary frames are not part of the /ws protocol; send JSON text",
+            )
+            self._send_error(conn, error, started)
+        elif msg.type is WSMsgType.ERROR:
+            # aiohttp has already closed the socket (1009 for too large, 1002/1007 for bad frames).
+            code = msg.data.code if isinstance(msg.data, WebSocketError) else None
+            m.received[protocol.INVALID].value += 1
+            m.error(
+                protocol.INVALID, protocol.TOO_LARGE if code == 1009 else protocol.INVALID_FRAME
+            )
+            log.info("connection %s: %s", conn.id, msg.data)
+
+    def _send_error(self, conn: Connection, exc: ProtocolError, started: float) -> None:
+        m = self.metrics
+        if exc.message_type == protocol.INVALID:
+            m.received[protocol.INVALID].value += 1
+        m.error(exc.message_type, exc.code)
+        self._send(conn, protocol.error(exc.code, exc.message, exc.ref), m.sent["error"])
+        m.latency[exc.message_type].observe(perf_counter() - started)
+
+    async def serve_echo(self, request: web.Request) -> web.StreamResponse:
+        """/ws/echo: every text and binary frame back verbatim (echo tests, protocol compliance)."""
+        ws = self._websocket()
+        await ws.prepare(request)
+        m = self.metrics
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await ws.send_str(msg.data)
+                size = len(msg.data) if msg.data.isascii() else len(msg.data.encode())
+            elif msg.type is WSMsgType.BINARY:
+                await ws.send_bytes(msg.data)
+                size = len(msg.data)
+            else:
+                continue
+            m.bytes_in.value += size
+            m.bytes_out.value += size
+        return ws
+
+    async def serve_metrics(self, request: web.Request) -> web.Response:
+        snapshot = await self.cluster.collect()
+        body, content_type = render(snapshot, request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def serve_healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def serve_readyz(self, request: web.Request) -> web.Response:
+        if self.draining:
+            return web.Response(status=503, text="draining\n")
+        if len(self.hub.connections) >= self.settings.worker_capacity:
+            return web.Response(status=503, text="at capacity\n")
+        return web.Response(text="ready\n")
+
+    async def serve_health(self, request: web.Request) -> web.Response:
+        document = await self.cluster.health()
+        status = 503 if document["status"] == "unhealthy" else 200
+        return web.Response(
+            body=orjson.dumps(document), status=status, content_type="application/json"
+        )
+
+    async def drain(self) -> None:
+        """Refuse new connections and close every open one with 1001 (going away)."""
+        self.draining = True
+        closing = [
+            conn.ws.close(code=GOING_AWAY, message=b"server shutting down")
+            for conn in list(self.hub.connections)
+        ]
+        if closing:
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(*closing, return_exceptions=True), self.settings.drain_seconds
+                )
+            except TimeoutError:
+                log.warning(
+                    "drain: connections still open after %.1fs", self.settings.drain_seconds
+                )
+
+    def application(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/ws", self.serve_ws)
+        app.router.add_get("/ws/echo", self.serve_echo)
+        app.router.add_get("/metrics", self.serve_metrics)
+        app.router.add_get("/healthz", self.serve_healthz)
+        app.router.add_get("/readyz", self.serve_readyz)
+        app.router.add_get("/api/health", self.serve_health)
+
+        async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+            await self.cluster.start()
+            yield
+            await self.cluster.stop()
+
+        app.cleanup_ctx.append(lifecycle)
+        return app
+
+
+WORKER = web.AppKey("worker", Worker)
+
+
+def standalone_app(settings: Settings, index: int = 0) -> web.Application:
+    """A single worker with no supervisor: for handler tests and embedding."""
+    worker = Worker(settings, index, lambda metrics, hub: Standalone(metrics.registry))
+    app = worker.application()
+    app[WORKER] = worker
+    return app

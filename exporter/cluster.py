@@ -1,0 +1,179 @@
+"""A worker's view of the rest of the pool: relaying deliveries, gathering metrics, judging health.
+
+`Standalone` is a pool of one with no supervisor (handler tests, embedding). `Supervised` is a
+worker of `wsmon serve`: it talks to the supervisor over its control channel, which relays
+deliveries to the other workers and merges every worker's metrics for /metrics and /api/health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from . import health
+from .control import ControlChannel
+from .hub import Hub
+from .metrics import Registry, Snapshot, merge
+
+log = logging.getLogger(__name__)
+
+COLLECT_TIMEOUT = 5.0
+
+
+class Cluster(ABC):
+    @abstractmethod
+    def relay(
+        self, message_type: str, route: str, name: str, payload: bytes, enqueued: float
+    ) -> None:
+        """Hand a delivery to the other workers (their local recipients get it)."""
+
+    @abstractmethod
+    async def collect(self) -> Snapshot:
+        """The pool's metrics: every worker's cells summed, plus what dead workers counted."""
+
+    @abstractmethod
+    async def health(self) -> dict[str, Any]:
+        """The /api/health document."""
+
+    def load_changed(self) -> None:
+        """This worker's connection count changed (the supervisor balances on it)."""
+        return None
+
+    async def start(self) -> None:
+        """Begin background work (after the event loop runs)."""
+        return None
+
+    async def stop(self) -> None:
+        """End background work."""
+        return None
+
+
+class Standalone(Cluster):
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+        self._pool = Registry()
+        self._pool["wsmon_workers_configured"].child().value = 1
+        self._pool["wsmon_workers_alive"].child().value = 1
+        self._history = health.History()
+        self._sampler: asyncio.Task[None] | None = None
+
+    def relay(
+        self, message_type: str, route: str, name: str, payload: bytes, enqueued: float
+    ) -> None:
+        return None
+
+    def _snapshot(self) -> Snapshot:
+        return merge([self._registry.snapshot(), self._pool.snapshot()])
+
+    async def collect(self) -> Snapshot:
+        return self._snapshot()
+
+    async def health(self) -> dict[str, Any]:
+        return health.evaluate(self._snapshot(), self._history.baseline(), 1, 1)
+
+    async def start(self) -> None:
+        self._sampler = asyncio.create_task(health.sample_forever(self._history, self._snapshot))
+
+    async def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+
+
+class Supervised(Cluster):
+    """The worker end of the control channel (supervisor.py holds the other end)."""
+
+    def __init__(
+        self, channel: ControlChannel, registry: Registry, hub: Hub, on_drain: Callable[[], None]
+    ) -> None:
+        self._channel = channel
+        self._registry = registry
+        self._hub = hub
+        self._on_drain = on_drain
+        self._requests: dict[int, asyncio.Future[bytes]] = {}
+        self._ids = itertools.count(1)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._load_report: asyncio.Handle | None = None
+        self.accepted = 0  # connections the supervisor handed to this worker
+
+    def relay(
+        self, message_type: str, route: str, name: str, payload: bytes, enqueued: float
+    ) -> None:
+        self._channel.send(
+            {"op": "relay", "type": message_type, "route": route, "name": name, "t": enqueued},
+            payload,
+        )
+
+    async def _ask(self, op: str) -> bytes:
+        request = next(self._ids)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._requests[request] = future
+        try:
+            self._channel.send({"op": op, "req": request})
+            return await asyncio.wait_for(future, COLLECT_TIMEOUT)
+        finally:
+            self._requests.pop(request, None)
+
+    async def collect(self) -> Snapshot:
+        merged: Snapshot = orjson.loads(await self._ask("collect"))
+        return merged
+
+    async def health(self) -> dict[str, Any]:
+        document: dict[str, Any] = orjson.loads(await self._ask("health"))
+        return document
+
+    def load_changed(self) -> None:
+        # Coalesce a burst of connects into one report a few milliseconds later.
+        if self._load_report is None:
+            self._load_report = asyncio.get_running_loop().call_later(0.005, self._report_load)
+
+    def _report_load(self) -> None:
+        self._load_report = None
+        self._channel.send(
+            {"op": "load", "active": len(self._hub.connections), "accepted": self.accepted}
+        )
+
+    def _push_snapshot(self, request: int | None) -> None:
+        self._channel.send(
+            {"op": "snapshot", "req": request}, orjson.dumps(self._registry.snapshot())
+        )
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._push())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._channel.close()
+
+    async def _push(self) -> None:
+        # Periodic snapshots bound what a crash can lose from the pool's counters to one second.
+        while True:
+            await asyncio.sleep(1.0)
+            self._push_snapshot(None)
+
+    async def _read(self) -> None:
+        while (frame := await self._channel.receive()) is not None:
+            header, body = frame
+            op = header["op"]
+            if op == "relay":
+                self._hub.deliver(
+                    header["type"], header["route"], header["name"], body, None, header["t"]
+                )
+            elif op == "snapshot_request":
+                self._push_snapshot(header["req"])
+            elif op == "reply":
+                future = self._requests.get(header["req"])
+                if future is not None and not future.done():
+                    future.set_result(body)
+            elif op == "drain":
+                self._on_drain()
+            else:
+                log.warning("unknown control op %r from supervisor", op)
+        log.error("control channel to the supervisor closed; draining")
+        self._on_drain()

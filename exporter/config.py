@@ -1,0 +1,219 @@
+"""Server settings: one table of options, read from flags, `WSMON_*` variables and a YAML file.
+
+Precedence is flags > environment > file > defaults. Every value is checked once, at start-up, and a
+bad one stops the server with a message that names where it came from, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "WSMON_"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names its source and key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    worker_capacity: int = 10_000
+    max_message_bytes: int = 64 * 1024
+    rate_limit: int = 1000
+    send_buffer_limit: int = 1024 * 1024
+    keepalive_seconds: int = 30
+    drain_seconds: float = 10.0
+    log_level: str = "info"
+    # Test-only: delay every /ws message by this long, to prove that latency checks can fail.
+    inject_delay_ms: float = 0.0
+
+    def to_mapping(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    name: str
+    kind: type
+    check: Callable[[Any], bool]
+    requirement: str
+    help: str
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", str, lambda v: bool(v), "a non-empty address", "address to listen on"),
+    Option(
+        "port",
+        int,
+        lambda v: 0 <= v <= 65535,
+        "an integer 0-65535 (0: any free port)",
+        "TCP port for /ws, /metrics and the health endpoints",
+    ),
+    Option(
+        "workers",
+        int,
+        lambda v: 1 <= v <= 256,
+        "an integer 1-256",
+        "worker processes sharing the port",
+    ),
+    Option(
+        "worker_capacity",
+        int,
+        lambda v: v >= 1,
+        "an integer >= 1",
+        "connections one worker holds before refusing with close code 1013",
+    ),
+    Option(
+        "max_message_bytes",
+        int,
+        lambda v: 128 <= v <= 64 * 1024 * 1024,
+        "an integer 128-67108864",
+        "largest frame accepted; larger closes with 1009",
+    ),
+    Option(
+        "rate_limit",
+        int,
+        lambda v: v >= 1,
+        "an integer >= 1",
+        "messages one connection may send per second; the rest get rate_limited errors",
+    ),
+    Option(
+        "send_buffer_limit",
+        int,
+        lambda v: v >= 4096,
+        "an integer >= 4096",
+        "bytes queued for one slow client before it is disconnected with 1008",
+    ),
+    Option(
+        "keepalive_seconds",
+        int,
+        lambda v: 0 <= v <= 32767,
+        "an integer 0-32767 (0: off)",
+        "idle seconds before TCP keepalive probes a silent peer (3 missed probes close it)",
+    ),
+    Option(
+        "drain_seconds",
+        float,
+        lambda v: v > 0,
+        "a number > 0",
+        "how long SIGTERM waits for connections to close before exiting",
+    ),
+    Option(
+        "log_level",
+        str,
+        lambda v: v in _LOG_LEVELS,
+        "one of " + ", ".join(_LOG_LEVELS),
+        "logging verbosity",
+    ),
+    Option(
+        "inject_delay_ms",
+        float,
+        lambda v: v >= 0,
+        "a number >= 0",
+        "TEST ONLY: delay every /ws message, to make latency thresholds fail on purpose",
+    ),
+)
+OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+def _coerce(option: Option, raw: Any, source: str) -> Any:
+    """Turn a raw value (YAML scalar, environment string or flag) into the option's type."""
+    value: Any
+    try:
+        if isinstance(raw, bool) or raw is None:
+            raise ValueError
+        if option.kind is int:
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            value = int(raw)
+        elif option.kind is float:
+            value = float(raw)
+        else:
+            if not isinstance(raw, str):
+                raise ValueError
+            value = raw.strip()
+            if option.name == "log_level":
+                value = value.lower()
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{source}: {option.name}: must be {option.requirement}, got {raw!r}"
+        ) from None
+    if not option.check(value):
+        raise ConfigError(f"{source}: {option.name}: must be {option.requirement}, got {raw!r}")
+    return value
+
+
+def _unknown_key(key: str, source: str) -> ConfigError:
+    close = difflib.get_close_matches(key, OPTIONS_BY_NAME, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    known = ", ".join(OPTIONS_BY_NAME)
+    return ConfigError(f"{source}: unknown key {key!r}{hint}; known keys: {known}")
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    """Read a YAML settings file: a mapping of option names to values."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: must be a mapping of settings, got {type(data).__name__}")
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        name = str(key).replace("-", "_")
+        if name not in OPTIONS_BY_NAME:
+            raise _unknown_key(str(key), source)
+        values[name] = _coerce(OPTIONS_BY_NAME[name], raw, source)
+    return values
+
+
+def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Read `WSMON_<OPTION>` variables; an unknown `WSMON_` variable is an error, not a typo."""
+    values: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == "WSMON_CONFIG":
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name not in OPTIONS_BY_NAME:
+            raise _unknown_key(key, "environment")
+        values[name] = _coerce(OPTIONS_BY_NAME[name], raw, f"environment {key}")
+    return values
+
+
+def load_settings(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str],
+    config_file: Path | None,
+) -> Settings:
+    """Merge the sources, flags winning; `flags` holds only the flags the user actually gave."""
+    if config_file is None and environ.get("WSMON_CONFIG"):
+        config_file = Path(environ["WSMON_CONFIG"])
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        merged.update(read_file(config_file))
+    merged.update(read_environment(environ))
+    for name, raw in flags.items():
+        if raw is not None:
+            merged[name] = _coerce(OPTIONS_BY_NAME[name], raw, f"--{name.replace('_', '-')}")
+    return Settings(**merged)

@@ -1,0 +1,43 @@
+"""The control channel between the supervisor and a worker: framed messages over a Unix socket.
+
+A frame is `u32 length | u32 header length | header (orjson object) | body (raw bytes)`. The body
+carries relayed WebSocket payloads and snapshots as they are, so a relay never re-encodes a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+import orjson
+
+_LENGTHS = struct.Struct("!II")
+MAX_FRAME = 256 * 1024 * 1024
+
+
+class ControlChannel:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        """Queue one frame; never blocks (the peer is our own process on the same host)."""
+        head = orjson.dumps(header)
+        self._writer.write(_LENGTHS.pack(len(head) + len(body), len(head)) + head + body)
+
+    async def receive(self) -> tuple[dict[str, Any], bytes] | None:
+        """The next frame, or None once the peer has gone."""
+        try:
+            lengths = await self._reader.readexactly(_LENGTHS.size)
+            total, head_length = _LENGTHS.unpack(lengths)
+            if total > MAX_FRAME or head_length > total:
+                raise ValueError(f"control frame of {total} bytes is corrupt or too large")
+            data = await self._reader.readexactly(total)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        header = orjson.loads(data[:head_length])
+        return header, data[head_length:]
+
+    def close(self) -> None:
+        self._writer.close()

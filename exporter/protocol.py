@@ -1,0 +1,204 @@
+"""The /ws wire contract, without I/O: message types, validation, error codes, outgoing frames.
+
+Everything here is a plain function of its inputs so it can be tested without sockets
+(docs/protocol.md is the user-facing description of the same contract).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+# Types a client may send. Anything else is counted under the label INVALID.
+CLIENT_TYPES: Final = (
+    "echo",
+    "ping",
+    "identify",
+    "join",
+    "leave",
+    "chat",
+    "notify",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "broadcast",
+)
+INVALID: Final = "invalid"
+RECEIVED_TYPES: Final = (*CLIENT_TYPES, INVALID)
+# Types the server sends; deliveries reuse the client's type name.
+SENT_TYPES: Final = (
+    "welcome",
+    "echo",
+    "pong",
+    "ack",
+    "error",
+    "chat",
+    "notify",
+    "publish",
+    "broadcast",
+)
+
+# Error codes: the `code` field of an error frame and the `reason` label of the error counter.
+INVALID_JSON: Final = "invalid_json"
+NOT_AN_OBJECT: Final = "not_an_object"
+UNKNOWN_TYPE: Final = "unknown_type"
+MISSING_FIELD: Final = "missing_field"
+INVALID_FIELD: Final = "invalid_field"
+BINARY_FRAME: Final = "binary_frame"
+RATE_LIMITED: Final = "rate_limited"
+NOT_IN_ROOM: Final = "not_in_room"
+TOO_MANY_MEMBERSHIPS: Final = "too_many_memberships"
+TOO_LARGE: Final = "too_large"
+INVALID_FRAME: Final = "invalid_frame"
+ERROR_CODES: Final = (
+    INVALID_JSON,
+    NOT_AN_OBJECT,
+    UNKNOWN_TYPE,
+    MISSING_FIELD,
+    INVALID_FIELD,
+    BINARY_FRAME,
+    RATE_LIMITED,
+    NOT_IN_ROOM,
+    TOO_MANY_MEMBERSHIPS,
+    TOO_LARGE,
+    INVALID_FRAME,
+)
+
+MAX_NAME_LENGTH: Final = 128
+MAX_ID_LENGTH: Final = 128
+
+MessageId = str | int | None
+
+
+class ProtocolError(Exception):
+    """A message the server refuses; it becomes one error frame and one counted error."""
+
+    def __init__(self, message_type: str, code: str, message: str, ref: MessageId = None):
+        super().__init__(message)
+        self.message_type = message_type
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME_LENGTH
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_anything(value: Any) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    check: Callable[[Any], bool]
+    requirement: str
+    required: bool = True
+
+
+_ROOM = Field("room", _is_name, f"a string of 1-{MAX_NAME_LENGTH} characters")
+_TOPIC = Field("topic", _is_name, f"a string of 1-{MAX_NAME_LENGTH} characters")
+_USER = Field("user", _is_name, f"a string of 1-{MAX_NAME_LENGTH} characters")
+_TEXT = Field("text", _is_text, "a string")
+_PAYLOAD = Field("payload", _is_anything, "any JSON value", required=False)
+
+FIELDS: Final[dict[str, tuple[Field, ...]]] = {
+    "echo": (),
+    "ping": (),
+    "identify": (_USER,),
+    "join": (_ROOM,),
+    "leave": (_ROOM,),
+    "chat": (_ROOM, _TEXT),
+    "notify": (_USER, _PAYLOAD),
+    "subscribe": (_TOPIC,),
+    "unsubscribe": (_TOPIC,),
+    "publish": (_TOPIC, _PAYLOAD),
+    "broadcast": (_PAYLOAD,),
+}
+assert set(FIELDS) == set(CLIENT_TYPES)
+
+
+def _unknown_type(obj: dict[str, Any], message_type: Any) -> ProtocolError:
+    ref = obj.get("id")
+    ref = ref if type(ref) is str or type(ref) is int else None
+    if message_type is None:
+        return ProtocolError(INVALID, MISSING_FIELD, "type: missing", ref)
+    known = ", ".join(CLIENT_TYPES)
+    return ProtocolError(
+        INVALID, UNKNOWN_TYPE, f"type: unknown type {message_type!r}; known: {known}", ref
+    )
+
+
+def parse(text: str | bytes) -> tuple[str, dict[str, Any], MessageId]:
+    """Decode and validate one text frame: (type, message object, id) or ProtocolError.
+
+    On the per-message path: exact `type(...) is` checks instead of isinstance, and no work for
+    fields a type does not have.
+    """
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(INVALID, INVALID_JSON, f"not valid JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise ProtocolError(INVALID, NOT_AN_OBJECT, "a message must be a JSON object with a type")
+    message_type: str = obj.get("type")  # type: ignore[assignment]  # checked just below
+    fields = FIELDS.get(message_type) if type(message_type) is str else None
+    if fields is None:
+        raise _unknown_type(obj, message_type)
+    ref = obj.get("id")
+    if (
+        ref is not None
+        and type(ref) is not int
+        and (type(ref) is not str or len(ref) > MAX_ID_LENGTH)
+    ):
+        raise ProtocolError(
+            message_type,
+            INVALID_FIELD,
+            f"id: must be an integer or a string of at most {MAX_ID_LENGTH} characters",
+        )
+    for field in fields:
+        if field.name not in obj:
+            if field.required:
+                raise ProtocolError(message_type, MISSING_FIELD, f"{field.name}: missing", ref)
+        elif not field.check(obj[field.name]):
+            raise ProtocolError(
+                message_type, INVALID_FIELD, f"{field.name}: must be {field.requirement}", ref
+            )
+    return message_type, obj, ref
+
+
+# Outgoing frames. orjson gives bytes, which is what the socket and the relay carry.
+
+
+def welcome(connection_id: str, worker: int) -> bytes:
+    return orjson.dumps({"type": "welcome", "connection_id": connection_id, "worker": worker})
+
+
+def ack(ref: MessageId) -> bytes:
+    return orjson.dumps({"type": "ack", "id": ref})
+
+
+def pong(ref: MessageId) -> bytes:
+    if ref is None:
+        return b'{"type":"pong"}'
+    return orjson.dumps({"type": "pong", "id": ref})
+
+
+def error(code: str, message: str, ref: MessageId = None) -> bytes:
+    return orjson.dumps({"type": "error", "code": code, "message": message, "ref": ref})
+
+
+def delivery(message_type: str, sender: str, obj: dict[str, Any]) -> bytes:
+    """The frame recipients get: the sender's message minus its id, plus who sent it."""
+    out = {key: value for key, value in obj.items() if key != "id"}
+    out["type"] = message_type
+    out["from"] = sender
+    return orjson.dumps(out)

@@ -1,0 +1,332 @@
+"""`wsmon serve`: the supervisor that owns the port and a pool of worker processes.
+
+The supervisor accepts every TCP connection and hands it (SCM_RIGHTS) to the worker with the fewest
+connections, so the pool stays balanced however the kernel would have hashed the clients;
+SO_REUSEPORT alone left one of 8 workers with 59 % more connections than another
+(../shared/PERFORMANCE-NOTES.md).
+It also relays deliveries between workers, merges their metrics for /metrics, restarts a worker that
+dies, and on SIGTERM drains every worker before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from time import monotonic
+from typing import Any
+
+import orjson
+
+from . import __version__, health
+from .config import Settings
+from .control import ControlChannel
+from .metrics import Registry, Snapshot, merge, without_gauges
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_TIMEOUT = 2.0
+RESTART_DELAY_MIN = 0.1
+RESTART_DELAY_MAX = 5.0
+STABLE_SECONDS = 5.0  # a worker that lived this long restarts at once if it dies
+
+
+@dataclass(eq=False)
+class Slot:
+    """One worker position in the pool; its process is replaced when it dies."""
+
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    channel: ControlChannel | None = None
+    handoff: socket.socket | None = None
+    alive: bool = False
+    started: float = 0.0
+    restart_delay: float = RESTART_DELAY_MIN
+    snapshot: Snapshot = field(default_factory=dict)
+    active: int = 0  # last reported connection count
+    accepted: int = 0  # hand-offs the worker reported receiving
+    handed: int = 0  # hand-offs sent to this process
+    waiting: dict[int, asyncio.Future[Snapshot]] = field(default_factory=dict)
+    hello: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def load(self) -> int:
+        """Connections held, counting those handed over but not yet reported."""
+        return self.active + (self.handed - self.accepted)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.slots = [Slot(index) for index in range(settings.workers)]
+        self.registry = Registry()
+        self.registry["wsmon_workers_configured"].child().value = settings.workers
+        self._alive = self.registry["wsmon_workers_alive"].child()
+        self._restarts = [
+            self.registry["wsmon_worker_restarts_total"].child(str(slot.index))
+            for slot in self.slots
+        ]
+        self._no_worker = self.registry["wsmon_connections_rejected_total"].child("no_worker")
+        self.retired: Snapshot = {}  # counters of workers that died, so pool totals never go back
+        self.history = health.History()
+        self.draining = False
+        self._listener: socket.socket | None = None
+        self._requests = itertools.count(1)
+        self._stopped = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _spawn_task(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def listen(self) -> socket.socket:
+        settings = self.settings
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((settings.host, settings.port))
+        listener.listen(4096)
+        listener.setblocking(False)
+        self._listener = listener
+        return listener
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        listener = self._listener or self.listen()
+        await asyncio.gather(*(self._start(slot) for slot in self.slots))
+        loop.add_reader(listener.fileno(), self._accept)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: self._spawn_task(self.drain()))
+        host, port = listener.getsockname()[:2]
+        log.info(
+            "wsmon %s serving on http://%s:%d with %d workers (capacity %d each)",
+            __version__,
+            host,
+            port,
+            len(self.slots),
+            self.settings.worker_capacity,
+        )
+        self._spawn_task(health.sample_forever(self.history, self._merged_last_known))
+        await self._stopped.wait()
+
+    async def _start(self, slot: Slot) -> None:
+        control_parent, control_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        handoff_parent, handoff_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        settings_json = orjson.dumps(self.settings.to_mapping()).decode()
+        try:
+            slot.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "exporter.worker",
+                "--index",
+                str(slot.index),
+                "--control-fd",
+                str(control_child.fileno()),
+                "--handoff-fd",
+                str(handoff_child.fileno()),
+                "--settings",
+                settings_json,
+                pass_fds=(control_child.fileno(), handoff_child.fileno()),
+            )
+        finally:
+            control_child.close()
+            handoff_child.close()
+        handoff_parent.setblocking(False)
+        reader, writer = await asyncio.open_unix_connection(sock=control_parent)
+        slot.channel = ControlChannel(reader, writer)
+        slot.handoff = handoff_parent
+        slot.hello = asyncio.Event()
+        slot.snapshot, slot.active, slot.accepted, slot.handed = {}, 0, 0, 0
+        slot.started = monotonic()
+        self._spawn_task(self._read(slot, slot.channel))
+        self._spawn_task(self._watch(slot, slot.process))
+        await slot.hello.wait()
+        slot.alive = slot.process.returncode is None
+        self._alive.value = sum(s.alive for s in self.slots)
+
+    async def _watch(self, slot: Slot, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
+        slot.hello.set()  # never leave _start waiting on a worker that died before saying hello
+        slot.alive = False
+        self._alive.value = sum(s.alive for s in self.slots)
+        self.retired = merge([self.retired, without_gauges(slot.snapshot)])
+        slot.snapshot = {}
+        for waiter in slot.waiting.values():
+            if not waiter.done():
+                waiter.set_result({})
+        if slot.channel is not None:
+            slot.channel.close()
+        if slot.handoff is not None:
+            slot.handoff.close()
+        slot.channel = slot.handoff = None
+        if self.draining:
+            return
+        self._restarts[slot.index].value += 1
+        lived = monotonic() - slot.started
+        slot.restart_delay = (
+            RESTART_DELAY_MIN
+            if lived >= STABLE_SECONDS
+            else min(slot.restart_delay * 2, RESTART_DELAY_MAX)
+        )
+        log.error(
+            "worker %d (pid %d) died with exit code %s after %.1fs; restarting in %.1fs",
+            slot.index,
+            process.pid,
+            code,
+            lived,
+            slot.restart_delay,
+        )
+        await asyncio.sleep(slot.restart_delay)
+        if not self.draining:
+            await self._start(slot)
+
+    async def drain(self) -> None:
+        """Stop accepting, ask every worker to close its connections with 1001, then exit."""
+        if self.draining:
+            return
+        self.draining = True
+        log.info("draining: closing connections (at most %.1fs)", self.settings.drain_seconds)
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+        processes = [slot.process for slot in self.slots if slot.process is not None]
+        for slot in self.slots:
+            if slot.channel is not None:
+                slot.channel.send({"op": "drain"})
+        waits = [process.wait() for process in processes]
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), self.settings.drain_seconds + 2.0)
+        except TimeoutError:
+            for process in processes:
+                if process.returncode is None:
+                    log.warning("worker pid %d did not drain in time; killing it", process.pid)
+                    process.kill()
+        log.info("drained; exiting")
+        self._stopped.set()
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: keep serving what is already open
+                log.error("accept failed: %s", exc)
+                return
+            with conn:
+                self._tune(conn)
+                self._hand_off(conn)
+
+    def _tune(self, conn: socket.socket) -> None:
+        """No Nagle delay; TCP keepalive finds peers that vanished without a close (1006)."""
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        idle = self.settings.keepalive_seconds
+        if idle:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+    def _hand_off(self, conn: socket.socket) -> None:
+        for slot in sorted((s for s in self.slots if s.alive), key=lambda s: s.load):
+            assert slot.handoff is not None
+            try:
+                socket.send_fds(slot.handoff, [b"c"], [conn.fileno()])
+            except OSError:  # its queue is full or it just died: try the next least loaded
+                continue
+            slot.handed += 1
+            return
+        self._no_worker.value += 1
+        log.warning("no worker could take a connection; closed it")
+
+    # -- control channel -------------------------------------------------------------------------
+
+    async def _read(self, slot: Slot, channel: ControlChannel) -> None:
+        while (frame := await channel.receive()) is not None:
+            header, body = frame
+            op = header["op"]
+            if op == "relay":
+                for other in self.slots:
+                    if other is not slot and other.alive and other.channel is not None:
+                        other.channel.send(header, body)
+            elif op == "load":
+                slot.active, slot.accepted = header["active"], header["accepted"]
+            elif op == "snapshot":
+                slot.snapshot = orjson.loads(body)
+                waiter = slot.waiting.pop(header["req"], None) if header["req"] else None
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(slot.snapshot)
+            elif op == "collect":
+                self._spawn_task(self._answer(channel, header["req"], self._collect()))
+            elif op == "health":
+                self._spawn_task(self._answer(channel, header["req"], self._health()))
+            elif op == "hello":
+                slot.hello.set()
+            else:
+                log.warning("worker %d sent unknown control op %r", slot.index, op)
+
+    async def _answer(self, channel: ControlChannel, request: int, work: Any) -> None:
+        channel.send({"op": "reply", "req": request}, orjson.dumps(await work))
+
+    async def _fresh_snapshot(self, slot: Slot) -> Snapshot:
+        if not slot.alive or slot.channel is None:
+            return {}
+        request = next(self._requests)
+        waiter: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
+        slot.waiting[request] = waiter
+        slot.channel.send({"op": "snapshot_request", "req": request})
+        try:
+            return await asyncio.wait_for(waiter, SNAPSHOT_TIMEOUT)
+        except TimeoutError:
+            log.warning(
+                "worker %d did not answer a metrics request in %.1fs; using its last one",
+                slot.index,
+                SNAPSHOT_TIMEOUT,
+            )
+            return slot.snapshot
+        finally:
+            slot.waiting.pop(request, None)
+
+    async def _collect(self) -> Snapshot:
+        fresh = await asyncio.gather(*(self._fresh_snapshot(slot) for slot in self.slots))
+        return merge([*fresh, self.retired, self.registry.snapshot()])
+
+    def _merged_last_known(self) -> Snapshot:
+        return merge(
+            [*(slot.snapshot for slot in self.slots), self.retired, self.registry.snapshot()]
+        )
+
+    async def _health(self) -> dict[str, Any]:
+        current = await self._collect()
+        alive = sum(slot.alive for slot in self.slots)
+        return health.evaluate(current, self.history.baseline(), len(self.slots), alive)
+
+
+def serve(settings: Settings) -> None:
+    """Bind the port (errors surface here, before any worker starts), then run the pool."""
+    from .loop import run
+
+    supervisor = Supervisor(settings)
+    supervisor.listen()
+
+    async def main() -> None:
+        try:
+            await supervisor.run()
+        finally:
+            for slot in supervisor.slots:
+                if slot.process is not None and slot.process.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        slot.process.kill()
+
+    run(main())

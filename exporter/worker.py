@@ -1,0 +1,102 @@
+"""A worker process of `wsmon serve`: serves the connections the supervisor hands it.
+
+Started by supervisor.py as `python -m exporter.worker`, with two inherited Unix sockets: the
+control channel (relay, metrics, drain) and the hand-off socket, on which each accepted TCP
+connection arrives as a file descriptor (SCM_RIGHTS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+
+import orjson
+from aiohttp import web
+
+from .app import Worker
+from .cluster import Supervised
+from .config import Settings
+from .control import ControlChannel
+from .hub import Hub
+from .logs import configure_logging
+from .metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=control_fd))
+    channel = ControlChannel(reader, writer)
+    stop = asyncio.Event()
+    cluster: Supervised | None = None
+
+    def link(metrics: WorkerMetrics, hub: Hub) -> Supervised:
+        nonlocal cluster
+        cluster = Supervised(channel, metrics.registry, hub, stop.set)
+        return cluster
+
+    worker = Worker(settings, index, link)
+    assert cluster is not None
+    runner = web.AppRunner(worker.application(), handle_signals=False, access_log=None)
+    await runner.setup()
+    server = runner.server
+    assert server is not None
+    handoff = socket.socket(fileno=handoff_fd)
+    handoff.setblocking(False)
+    pending: set[asyncio.Task[object]] = set()
+
+    def take_connections() -> None:
+        while True:
+            try:
+                _, fds, _, _ = socket.recv_fds(handoff, 1, 64)
+            except BlockingIOError:
+                return
+            if not fds:  # the supervisor closed the hand-off socket
+                loop.remove_reader(handoff.fileno())
+                stop.set()
+                return
+            for fd in fds:
+                sock = socket.socket(fileno=fd)
+                sock.setblocking(False)
+                cluster.accepted += 1
+                task = loop.create_task(loop.connect_accepted_socket(server, sock))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            cluster.load_changed()
+
+    loop.add_reader(handoff.fileno(), take_connections)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    channel.send({"op": "hello", "pid": os.getpid()})
+    log.debug("worker %d ready (pid %d)", index, os.getpid())
+
+    await stop.wait()
+    loop.remove_reader(handoff.fileno())
+    await worker.drain()
+    await runner.cleanup()
+    log.debug("worker %d drained", index)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="wsmon worker (started by `wsmon serve`)")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--handoff-fd", type=int, required=True)
+    parser.add_argument("--settings", required=True, help="the supervisor's settings, as JSON")
+    args = parser.parse_args()
+    settings = Settings(**orjson.loads(args.settings))
+    configure_logging(settings.log_level, f"worker-{args.index}")
+    # The supervisor owns Ctrl-C: a terminal's SIGINT reaches the whole process group, and the
+    # supervisor turns it into an orderly drain of every worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .loop import run
+
+    run(run_worker(settings, args.index, args.control_fd, args.handoff_fd))
+
+
+if __name__ == "__main__":
+    main()
