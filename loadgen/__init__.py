@@ -1,0 +1,1 @@
+"""wsmon loadtest: an open-model WebSocket load generator for CI."""
