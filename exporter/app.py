@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter
 
 import orjson
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
 from . import protocol
@@ -54,7 +54,10 @@ class Worker:
         # Compression off: it costs CPU per message, and fan-out relies on whole-frame writes
         # (frames.py). No WebSocket heartbeat either: aiohttp re-arms its timer on every message,
         # about 1 us each; the supervisor sets TCP keepalive on every socket instead.
-        return web.WebSocketResponse(max_msg_size=self.settings.max_message_bytes, compress=False)
+        # aiohttp refuses a frame of max_msg_size bytes; max_message_bytes is the largest accepted.
+        return web.WebSocketResponse(
+            max_msg_size=self.settings.max_message_bytes + 1, compress=False
+        )
 
     async def _refuse(self, request: web.Request) -> web.WebSocketResponse | None:
         """Close at once with 1013 (full) or 1001 (draining); None when the worker has room."""
@@ -82,14 +85,13 @@ class Worker:
         conn = Connection(self._new_id(), ws, transport)
         self.hub.add(conn)
         m.opened.value += 1
-        self.cluster.load_changed()
+        violation: int | None = None
         try:
             self._send(conn, protocol.welcome(conn.id, self.index), m.sent["welcome"])
-            await self._read_loop(conn, ws, stream.drain)
+            violation = await self._read_loop(conn, ws, stream.drain)
         finally:
             self.hub.remove(conn)
-            self.cluster.load_changed()
-            m.close_code(ws.close_code).value += 1
+            m.close_code(violation or ws.close_code).value += 1
         return ws
 
     def _send(self, conn: Connection, payload: bytes, counter: Cell) -> None:
@@ -101,12 +103,13 @@ class Worker:
 
     async def _read_loop(
         self, conn: Connection, ws: web.WebSocketResponse, drain: Callable[[], Awaitable[None]]
-    ) -> None:
+    ) -> int | None:
         """The per-message hot path: no label lookups, echo sent back without re-encoding.
 
         Replies are written straight to the transport (aiohttp's send coroutine costs more than
         the rest of the protocol); when the client stops reading and the buffer passes the high
         water mark, the loop waits for it to drain, so a flooding client only slows itself.
+        Returns the close code of a protocol violation that ended the connection, if any.
         """
         m = self.metrics
         routes = self.handlers.routes
@@ -117,14 +120,21 @@ class Worker:
         async for msg in ws:
             started = perf_counter()
             if msg.type is not WSMsgType.TEXT:
-                await self._non_text(conn, msg, started)
+                if msg.type is WSMsgType.ERROR:
+                    return self._violation(conn, msg.data)
+                self._binary(conn, msg.data, started)
                 continue
             raw: bytes = msg.data.encode()
             bytes_in.value += len(raw)
             try:
                 message_type, obj, ref = protocol.parse(raw)
-                route = routes[message_type]
-                route.received.value += 1
+            except ProtocolError as exc:
+                m.received[exc.message_type].value += 1
+                self._send_error(conn, exc, started)
+                continue
+            route = routes[message_type]
+            route.received.value += 1
+            try:
                 if not conn.within_rate(started, rate):
                     raise ProtocolError(
                         message_type, protocol.RATE_LIMITED, f"over {rate} messages a second", ref
@@ -142,30 +152,32 @@ class Worker:
                 if buffered() > REPLY_HIGH_WATER:
                     await drain()
             route.latency.observe(perf_counter() - started)
+        return None
 
-    async def _non_text(self, conn: Connection, msg: WSMessage, started: float) -> None:
-        m = self.metrics
-        if msg.type is WSMsgType.BINARY:
-            m.bytes_in.value += len(msg.data)
-            error = ProtocolError(
-                protocol.INVALID,
-                protocol.BINARY_FRAME,
-                "binary frames are not part of the /ws protocol; send JSON text",
-            )
-            self._send_error(conn, error, started)
-        elif msg.type is WSMsgType.ERROR:
-            # aiohttp has already closed the socket (1009 for too large, 1002/1007 for bad frames).
-            code = msg.data.code if isinstance(msg.data, WebSocketError) else None
-            m.received[protocol.INVALID].value += 1
-            m.error(
-                protocol.INVALID, protocol.TOO_LARGE if code == 1009 else protocol.INVALID_FRAME
-            )
-            log.info("connection %s: %s", conn.id, msg.data)
+    def _binary(self, conn: Connection, data: bytes, started: float) -> None:
+        self.metrics.bytes_in.value += len(data)
+        self.metrics.received[protocol.INVALID].value += 1
+        error = ProtocolError(
+            protocol.INVALID,
+            protocol.BINARY_FRAME,
+            "binary frames are not part of the /ws protocol; send JSON text",
+        )
+        self._send_error(conn, error, started)
+
+    def _violation(self, conn: Connection, error: object) -> int | None:
+        """aiohttp closed the connection over a bad frame: 1009 too large, 1002/1007 malformed.
+
+        Its close code is returned because aiohttp reports 1006 once its reader has failed.
+        """
+        code = error.code if isinstance(error, WebSocketError) else None
+        self.metrics.received[protocol.INVALID].value += 1
+        reason = protocol.TOO_LARGE if code == 1009 else protocol.INVALID_FRAME
+        self.metrics.error(protocol.INVALID, reason)
+        log.info("connection %s closed with %s: %s", conn.id, code, error)
+        return code
 
     def _send_error(self, conn: Connection, exc: ProtocolError, started: float) -> None:
         m = self.metrics
-        if exc.message_type == protocol.INVALID:
-            m.received[protocol.INVALID].value += 1
         m.error(exc.message_type, exc.code)
         self._send(conn, protocol.error(exc.code, exc.message, exc.ref), m.sent["error"])
         m.latency[exc.message_type].observe(perf_counter() - started)

@@ -41,10 +41,6 @@ class Cluster(ABC):
     async def health(self) -> dict[str, Any]:
         """The /api/health document."""
 
-    def load_changed(self) -> None:
-        """This worker's connection count changed (the supervisor balances on it)."""
-        return None
-
     async def start(self) -> None:
         """Begin background work (after the event loop runs)."""
         return None
@@ -99,7 +95,7 @@ class Supervised(Cluster):
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._load_report: asyncio.Handle | None = None
-        self.accepted = 0  # connections the supervisor handed to this worker
+        self._ended = 0  # TCP connections handed to this worker that have since closed
 
     def relay(
         self, message_type: str, route: str, name: str, payload: bytes, enqueued: float
@@ -127,16 +123,21 @@ class Supervised(Cluster):
         document: dict[str, Any] = orjson.loads(await self._ask("health"))
         return document
 
-    def load_changed(self) -> None:
-        # Coalesce a burst of connects into one report a few milliseconds later.
+    def connection_ended(self) -> None:
+        """One of the connections the supervisor handed over has closed.
+
+        The supervisor balances on handed-over minus ended: exact for every connection from the
+        moment it is handed over, whether it is still in its handshake or plain HTTP, and a late
+        report can only make this worker look busier, never idler, than it is.
+        """
+        self._ended += 1
+        # Coalesce a burst of disconnects into one report a few milliseconds later.
         if self._load_report is None:
             self._load_report = asyncio.get_running_loop().call_later(0.005, self._report_load)
 
     def _report_load(self) -> None:
         self._load_report = None
-        self._channel.send(
-            {"op": "load", "active": len(self._hub.connections), "accepted": self.accepted}
-        )
+        self._channel.send({"op": "load", "ended": self._ended})
 
     def _push_snapshot(self, request: int | None) -> None:
         self._channel.send(

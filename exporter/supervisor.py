@@ -48,16 +48,15 @@ class Slot:
     started: float = 0.0
     restart_delay: float = RESTART_DELAY_MIN
     snapshot: Snapshot = field(default_factory=dict)
-    active: int = 0  # last reported connection count
-    accepted: int = 0  # hand-offs the worker reported receiving
-    handed: int = 0  # hand-offs sent to this process
+    handed: int = 0  # connections handed to this process
+    ended: int = 0  # of those, how many the worker last reported closed
     waiting: dict[int, asyncio.Future[Snapshot]] = field(default_factory=dict)
     hello: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def load(self) -> int:
-        """Connections held, counting those handed over but not yet reported."""
-        return self.active + (self.handed - self.accepted)
+        """Connections this worker holds (see Supervised.connection_ended)."""
+        return self.handed - self.ended
 
 
 class Supervisor:
@@ -144,7 +143,7 @@ class Supervisor:
         slot.channel = ControlChannel(reader, writer)
         slot.handoff = handoff_parent
         slot.hello = asyncio.Event()
-        slot.snapshot, slot.active, slot.accepted, slot.handed = {}, 0, 0, 0
+        slot.snapshot, slot.handed, slot.ended = {}, 0, 0
         slot.started = monotonic()
         self._spawn_task(self._read(slot, slot.channel))
         self._spawn_task(self._watch(slot, slot.process))
@@ -261,7 +260,7 @@ class Supervisor:
                     if other is not slot and other.alive and other.channel is not None:
                         other.channel.send(header, body)
             elif op == "load":
-                slot.active, slot.accepted = header["active"], header["accepted"]
+                slot.ended = header["ended"]
             elif op == "snapshot":
                 slot.snapshot = orjson.loads(body)
                 waiter = slot.waiting.pop(header["req"], None) if header["req"] else None

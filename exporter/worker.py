@@ -16,6 +16,7 @@ import socket
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from .app import Worker
 from .cluster import Supervised
@@ -48,7 +49,24 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
     assert server is not None
     handoff = socket.socket(fileno=handoff_fd)
     handoff.setblocking(False)
-    pending: set[asyncio.Task[object]] = set()
+    # aiohttp's server is told of every connection that closes: that is what the supervisor's
+    # balancing counts (Supervised.connection_ended).
+    lost = server.connection_lost
+
+    def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
+        lost(handler, exc)
+        cluster.connection_ended()
+
+    server.connection_lost = connection_lost  # type: ignore[method-assign]
+    pending: set[asyncio.Task[None]] = set()
+
+    async def take_on(sock: socket.socket) -> None:
+        try:
+            await loop.connect_accepted_socket(server, sock)
+        except OSError as exc:  # the peer reset before we got to it: it has ended all the same
+            log.debug("hand-off failed: %s", exc)
+            sock.close()
+            cluster.connection_ended()
 
     def take_connections() -> None:
         while True:
@@ -63,11 +81,9 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
             for fd in fds:
                 sock = socket.socket(fileno=fd)
                 sock.setblocking(False)
-                cluster.accepted += 1
-                task = loop.create_task(loop.connect_accepted_socket(server, sock))
+                task = loop.create_task(take_on(sock))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
-            cluster.load_changed()
 
     loop.add_reader(handoff.fileno(), take_connections)
     loop.add_signal_handler(signal.SIGTERM, stop.set)

@@ -1,0 +1,54 @@
+"""Worker capacity: a full pool refuses a connection with close code 1013 and counts it once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conftest import ServerFactory
+
+TRY_AGAIN_LATER = 1013
+
+
+async def test_full_pool_refuses_with_1013_and_counts_the_refusal(wsmon: ServerFactory) -> None:
+    """--workers 2 --worker-capacity 2: four connections get a welcome (two per worker), the fifth
+    sees close code 1013 and no welcome, rejected_total{reason="capacity"} moves by exactly 1, the
+    four keep working, /readyz says 503 while every worker is full, and a slot freed by a close
+    is usable again."""
+    server = wsmon("--worker-capacity", "2")
+    before = await server.scrape()
+    assert before.total("wsmon_pool_capacity") == 4
+
+    admitted = await server.connect_many(4)
+    assert sorted(admitted.counts().items()) == [(0, 2), (1, 2)]
+
+    refused = await server.connect(welcome=False)
+    code = await refused.closed()
+    assert code == TRY_AGAIN_LATER, f"the fifth connection was closed with {code}, not 1013"
+
+    after = await server.scrape()
+    assert after.delta(before, "wsmon_connections_rejected_total", reason="capacity") == 1
+    rejected = after.delta(before, "wsmon_connections_rejected_total")
+    assert rejected == 1, "the refusal was counted under another reason too"
+    assert after.total("wsmon_connections_active") == 4
+    assert after.delta(before, "wsmon_connections_opened_total") == 4, "a refusal is not an open"
+
+    for client in admitted:
+        reply = await client.request({"type": "echo", "text": "still here"})
+        assert reply["text"] == "still here"
+
+    status, _, body = await server.get("/readyz")
+    assert status == 503, f"/readyz with every worker full: {status} {body!r}"
+
+    # Free one slot: a new connection must eventually be admitted (the supervisor learns of the
+    # close asynchronously, so a retry or two may still be refused).
+    await admitted.pop().close()
+    await server.wait_active(3)
+    for _ in range(20):
+        client = await server.connect(welcome=False)
+        first = await client.recv_or_close()
+        if first is not None:
+            assert first["type"] == "welcome", first
+            break
+    else:
+        raise AssertionError("no connection was admitted after a slot was freed")
