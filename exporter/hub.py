@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from time import perf_counter
 from typing import Final
 
@@ -27,6 +28,7 @@ TOPIC: Final = "topic"
 EVERYONE: Final = "all"
 MAX_MEMBERSHIPS: Final = 100  # rooms + topics per connection: bounds the memory one client can pin
 SLOW_CONSUMER_CLOSE: Final = 1008
+NO_MEMBERSHIPS: Final[frozenset[tuple[str, str]]] = frozenset()
 
 
 class Connection:
@@ -41,7 +43,9 @@ class Connection:
         self.ws = ws
         self.transport = transport
         self.user: str | None = None
-        self.memberships: set[tuple[str, str]] = set()
+        # Most connections never join anything: they share one empty frozenset until they do,
+        # which saves an empty set (216 bytes) per idle connection.
+        self.memberships: AbstractSet[tuple[str, str]] = NO_MEMBERSHIPS
         self.window_ends = 0.0
         self.sent_in_window = 0
 
@@ -76,7 +80,7 @@ class Hub:
         self.connections.discard(conn)
         for key in conn.memberships:
             self._discard(key, conn)
-        conn.memberships.clear()
+        conn.memberships = NO_MEMBERSHIPS
         if conn.user is not None:
             self._discard((USER, conn.user), conn)
         self.metrics.active.value = len(self.connections)
@@ -93,14 +97,14 @@ class Hub:
         if key not in conn.memberships:
             if len(conn.memberships) >= MAX_MEMBERSHIPS:
                 return False
-            conn.memberships.add(key)
+            conn.memberships = conn.memberships | {key}
             self._groups.setdefault(key, set()).add(conn)
         return True
 
     def leave(self, conn: Connection, kind: str, name: str) -> None:
         key = (kind, name)
         if key in conn.memberships:
-            conn.memberships.discard(key)
+            conn.memberships = conn.memberships - {key}
             self._discard(key, conn)
 
     def is_member(self, conn: Connection, kind: str, name: str) -> bool:

@@ -17,6 +17,7 @@ import logging
 import signal
 import socket
 import sys
+from collections import deque
 from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
@@ -34,6 +35,8 @@ SNAPSHOT_TIMEOUT = 2.0
 RESTART_DELAY_MIN = 0.1
 RESTART_DELAY_MAX = 5.0
 STABLE_SECONDS = 5.0  # a worker that lived this long restarts at once if it dies
+ACCEPT_PAUSE = 0.1
+MAX_QUEUED_HANDOFFS = 4096  # per worker; past this its connections go elsewhere or are refused
 
 
 @dataclass(eq=False)
@@ -48,7 +51,8 @@ class Slot:
     started: float = 0.0
     restart_delay: float = RESTART_DELAY_MIN
     snapshot: Snapshot = field(default_factory=dict)
-    handed: int = 0  # connections handed to this process
+    handed: int = 0  # connections handed (or queued for hand-off) to this process
+    queued: deque[socket.socket] = field(default_factory=deque)  # waiting for room in hand-off
     ended: int = 0  # of those, how many the worker last reported closed
     waiting: dict[int, asyncio.Future[Snapshot]] = field(default_factory=dict)
     hello: asyncio.Event = field(default_factory=asyncio.Event)
@@ -164,8 +168,11 @@ class Supervisor:
         if slot.channel is not None:
             slot.channel.close()
         if slot.handoff is not None:
+            asyncio.get_running_loop().remove_writer(slot.handoff.fileno())
             slot.handoff.close()
         slot.channel = slot.handoff = None
+        while slot.queued:  # connections still waiting for the dead worker: their clients retry
+            slot.queued.popleft().close()
         if self.draining:
             return
         self._restarts[slot.index].value += 1
@@ -214,18 +221,27 @@ class Supervisor:
     # -- connections -----------------------------------------------------------------------------
 
     def _accept(self) -> None:
-        assert self._listener is not None
+        listener = self._listener
+        assert listener is not None
         while True:
             try:
-                conn, _ = self._listener.accept()
+                conn, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: keep serving what is already open
-                log.error("accept failed: %s", exc)
+            except OSError as exc:
+                # Out of file descriptors (EMFILE/ENFILE) and the like: keep serving what is open
+                # and try accepting again shortly, rather than spinning on a readable socket.
+                log.error("accept failed: %s; pausing accepts for %.1fs", exc, ACCEPT_PAUSE)
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(listener.fileno())
+                loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
                 return
-            with conn:
-                self._tune(conn)
-                self._hand_off(conn)
+            self._tune(conn)
+            self._hand_off(conn)
+
+    def _resume_accepting(self) -> None:
+        if not self.draining and self._listener is not None:
+            asyncio.get_running_loop().add_reader(self._listener.fileno(), self._accept)
 
     def _tune(self, conn: socket.socket) -> None:
         """No Nagle delay; TCP keepalive finds peers that vanished without a close (1006)."""
@@ -238,16 +254,43 @@ class Supervisor:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
 
     def _hand_off(self, conn: socket.socket) -> None:
+        """Pass the connection to the least-loaded worker, queueing it if that worker's hand-off
+        socket is full (the kernel queues only net.unix.max_dgram_qlen, 10 by default)."""
         for slot in sorted((s for s in self.slots if s.alive), key=lambda s: s.load):
-            assert slot.handoff is not None
-            try:
-                socket.send_fds(slot.handoff, [b"c"], [conn.fileno()])
-            except OSError:  # its queue is full or it just died: try the next least loaded
+            if len(slot.queued) >= MAX_QUEUED_HANDOFFS:
                 continue
+            if not slot.queued and self._send_fd(slot, conn):
+                conn.close()
+            else:
+                slot.queued.append(conn)
+                if len(slot.queued) == 1:
+                    handoff = slot.handoff
+                    assert handoff is not None
+                    asyncio.get_running_loop().add_writer(handoff.fileno(), self._flush, slot)
             slot.handed += 1
             return
+        conn.close()
         self._no_worker.value += 1
         log.warning("no worker could take a connection; closed it")
+
+    def _send_fd(self, slot: Slot, conn: socket.socket) -> bool:
+        """False when the worker's queue is full; a dead worker's connections are dropped."""
+        assert slot.handoff is not None
+        try:
+            socket.send_fds(slot.handoff, [b"c"], [conn.fileno()])
+        except BlockingIOError:
+            return False
+        except OSError as exc:  # the worker died; _watch closes what it had queued
+            log.warning("hand-off to worker %d failed: %s", slot.index, exc)
+        return True
+
+    def _flush(self, slot: Slot) -> None:
+        while slot.queued:
+            if not self._send_fd(slot, slot.queued[0]):
+                return
+            slot.queued.popleft().close()
+        assert slot.handoff is not None
+        asyncio.get_running_loop().remove_writer(slot.handoff.fileno())
 
     # -- control channel -------------------------------------------------------------------------
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+from collections import Counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -52,3 +56,27 @@ async def test_full_pool_refuses_with_1013_and_counts_the_refusal(wsmon: ServerF
             break
     else:
         raise AssertionError("no connection was admitted after a slot was freed")
+
+
+def test_a_burst_of_connections_is_queued_not_dropped(wsmon: ServerFactory) -> None:
+    """1000 connections that arrive in one burst (the supervisor is paused with SIGSTOP while they
+    connect, so it accepts them in one go) are all served: a worker's hand-off socket holds only
+    a few hundred descriptors (its send buffer), so the supervisor must queue the rest itself
+    rather than close them."""
+    server = wsmon(workers=1)
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        burst = [
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(1000)
+        ]
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    try:
+        for sock in burst:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: wsmon\r\nConnection: close\r\n\r\n")
+        answers = [sock.recv(64) for sock in burst]
+    finally:
+        for sock in burst:
+            sock.close()
+    served = sum(answer.startswith(b"HTTP/1.1 200") for answer in answers)
+    assert served == 1000, f"only {served} of 1000 served; answers: {Counter(answers)}"
