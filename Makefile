@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8080
-# Debian packages the integration tests start for real: promtool/prometheus, alertmanager/amtool.
-DEBIAN_TOOLS := prometheus prometheus-alertmanager
-TOOL_BINARIES := promtool prometheus alertmanager amtool
+# Debian packages the integration tests start for real: promtool/prometheus, alertmanager/amtool;
+# chromium renders the load test's HTML report.
+DEBIAN_TOOLS := prometheus prometheus-alertmanager chromium
+TOOL_BINARIES := promtool prometheus prometheus-alertmanager amtool chromium
 
-.PHONY: run test lint tools venv clean help
+.PHONY: run test lint tools venv clean help bench loadtest
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,9 +40,16 @@ test: $(STAMP) tools  ## run the whole test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)  ## ruff and mypy
-	$(BIN)/ruff check exporter tests
-	$(BIN)/ruff format --check exporter tests
-	$(BIN)/mypy exporter
+	$(BIN)/ruff check exporter loadgen tests
+	$(BIN)/ruff format --check exporter loadgen tests
+	$(BIN)/mypy exporter loadgen
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+PROFILE ?= light
+loadtest: $(STAMP)  ## load-test ws://$(HOST):$(PORT)/ws, starting a server if none answers (PROFILE=heavy ARGS=...)
+	$(BIN)/wsmon loadtest $(PROFILE) --url ws://$(HOST):$(PORT)/ws --start-server $(ARGS)
+
+bench: $(STAMP)  ## measure wsmon beside bare aiohttp and websockets (about 10 min; not part of test)
+	$(BIN)/python -m loadgen.bench $(ARGS)

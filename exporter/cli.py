@@ -76,3 +76,9 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from None
+
+
+# `wsmon loadtest` (the loadgen package) joins the group last, once `main` exists.
+from loadgen.cli import loadtest  # noqa: E402
+
+main.add_command(loadtest)

@@ -1,0 +1,226 @@
+"""Benchmark clients, one mode per measurement, each run as its own process.
+
+    python -m loadgen.bench.clients pingpong URL --connections 50 --duration 4
+    python -m loadgen.bench.clients open URL --connections 5000 --rate 1 --duration 10
+    python -m loadgen.bench.clients hold URL --connections 5000 [--listen]
+
+Each prints one JSON object on stdout when it is done (`hold` first prints a line when every
+connection is open, then waits for SIGTERM). They use aiohttp's client, the lightest at hand, so the
+client leaves as much of the two cores as possible to the server; the same client measures every
+server. Times are `time.perf_counter()`: CLOCK_MONOTONIC, comparable across processes on one host
+(uvloop's `loop.time()` has only millisecond resolution).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import signal
+import sys
+from time import perf_counter
+from typing import Any
+
+import aiohttp
+import orjson
+import uvloop
+from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
+
+WELCOME_TIMEOUT = 10.0
+GRACE_SECONDS = 5.0
+
+
+def histogram() -> Any:
+    return HdrHistogram(1, 60_000_000, 3)  # microseconds, 1 µs to 60 s
+
+
+def emit(result: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    sys.stdout.flush()
+
+
+async def connect(session: aiohttp.ClientSession, url: str, workers: list[int] | None) -> Any:
+    """Open one connection; wsmon greets with a welcome (its worker is noted), bare ones don't."""
+    ws = await session.ws_connect(url, compress=0, autoping=True, max_msg_size=0)
+    if workers is not None:
+        welcome = orjson.loads((await ws.receive(timeout=WELCOME_TIMEOUT)).data)
+        workers.append(welcome["worker"])
+    return ws
+
+
+async def open_all(
+    session: aiohttp.ClientSession, url: str, count: int, workers: list[int] | None
+) -> tuple[list[Any], int, float]:
+    """Open `count` connections, 200 at a time; returns them, the failures and the seconds taken."""
+    started = perf_counter()
+    sockets: list[Any] = []
+    failed = 0
+    for first in range(0, count, 200):
+        batch = await asyncio.gather(
+            *(connect(session, url, workers) for _ in range(min(200, count - first))),
+            return_exceptions=True,
+        )
+        for item in batch:
+            if isinstance(item, BaseException):
+                failed += 1
+            else:
+                sockets.append(item)
+    return sockets, failed, perf_counter() - started
+
+
+def session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True))
+
+
+async def pingpong(url: str, connections: int, duration: float, welcome: bool) -> None:
+    """Closed loop: each connection sends the next echo as soon as the last one came back."""
+    message = '{"type":"echo","id":1,"payload":"the quick brown fox jumps"}'
+    counts = [0]
+    workers: list[int] | None = [] if welcome else None
+    async with session() as client:
+        sockets, failed, _ = await open_all(client, url, connections, workers)
+        stop_at = perf_counter() + duration
+
+        async def loop(ws: Any) -> None:
+            while perf_counter() < stop_at:
+                await ws.send_str(message)
+                await ws.receive()
+                counts[0] += 1
+
+        started = perf_counter()
+        await asyncio.gather(*(loop(ws) for ws in sockets))
+        elapsed = perf_counter() - started
+        await asyncio.gather(*(ws.close() for ws in sockets))
+    emit(
+        {
+            "messages": counts[0],
+            "seconds": elapsed,
+            "failed_connections": failed,
+            "workers": workers,
+        }
+    )
+
+
+async def open_model(
+    url: str, connections: int, rate: float, duration: float, seed: int, welcome: bool
+) -> None:
+    """Each connection sends on its own fixed schedule; latency counts from the scheduled time."""
+    interval = 1.0 / rate
+    latencies = histogram()
+    counts = {"sent": 0, "answered": 0}
+    workers: list[int] | None = [] if welcome else None
+    rng = random.Random(seed)
+    async with session() as client:
+        sockets, failed, connect_seconds = await open_all(client, url, connections, workers)
+        begin = perf_counter() + 0.5
+        stop_at = begin + duration
+
+        async def run(ws: Any) -> None:
+            scheduled: dict[int, float] = {}
+            answered_all = asyncio.Event()
+            sending = True
+
+            async def receive() -> None:
+                async for msg in ws:
+                    if msg.type is not aiohttp.WSMsgType.TEXT:
+                        continue
+                    sent_at = scheduled.pop(orjson.loads(msg.data).get("id"), None)
+                    if sent_at is not None:
+                        latencies.record_value(max(1, int((perf_counter() - sent_at) * 1e6)))
+                        counts["answered"] += 1
+                        if not sending and not scheduled:
+                            answered_all.set()
+
+            reader = asyncio.create_task(receive())
+            due, sequence = begin + rng.random() * interval, 0
+            while due < stop_at:
+                delay = due - perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                scheduled[sequence] = due
+                await ws.send_str(f'{{"type":"echo","id":{sequence}}}')
+                counts["sent"] += 1
+                sequence += 1
+                due += interval
+            sending = False
+            if scheduled:  # a reply still missing after the grace period is a failure
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(answered_all.wait(), GRACE_SECONDS)
+            reader.cancel()
+
+        await asyncio.gather(*(run(ws) for ws in sockets), return_exceptions=True)
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    emit(
+        {
+            "connections": len(sockets),
+            "failed_connections": failed,
+            "connect_seconds": connect_seconds,
+            "sent": counts["sent"],
+            "answered": counts["answered"],
+            "histogram": latencies.encode().decode(),
+            "workers": workers,
+        }
+    )
+
+
+async def hold(url: str, connections: int, listen: bool, welcome: bool) -> None:
+    """Open connections and keep them idle; with --listen, time every broadcast's arrival."""
+    workers: list[int] | None = [] if welcome else None
+    arrivals: dict[int, list[float]] = {}
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with session() as client:
+        sockets, failed, connect_seconds = await open_all(client, url, connections, workers)
+        emit(
+            {
+                "ready": len(sockets),
+                "failed_connections": failed,
+                "connect_seconds": connect_seconds,
+                "workers": workers,
+            }
+        )
+
+        async def listen_on(ws: Any) -> None:
+            async for msg in ws:
+                now = perf_counter()
+                payload = orjson.loads(msg.data).get("payload")
+                if isinstance(payload, dict) and "t" in payload:
+                    arrivals.setdefault(payload["n"], []).append(now - payload["t"])
+
+        listeners = [asyncio.create_task(listen_on(ws)) for ws in sockets] if listen else []
+        await stop.wait()
+        for task in listeners:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True), 10
+            )
+    emit({"arrivals": {str(n): values for n, values in arrivals.items()}})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("mode", choices=("pingpong", "open", "hold"))
+    parser.add_argument("url")
+    parser.add_argument("--connections", type=int, required=True)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--rate", type=float, default=1.0, help="messages/s per connection")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--listen", action="store_true")
+    parser.add_argument("--wsmon", action="store_true", help="expect a welcome frame first")
+    args = parser.parse_args()
+    if args.mode == "pingpong":
+        uvloop.run(pingpong(args.url, args.connections, args.duration, args.wsmon))
+    elif args.mode == "open":
+        uvloop.run(
+            open_model(args.url, args.connections, args.rate, args.duration, args.seed, args.wsmon)
+        )
+    else:
+        uvloop.run(hold(args.url, args.connections, args.listen, args.wsmon))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Servers under test as processes, and what /proc says they spent: CPU time and resident memory.
+
+CPU is user + system time of the server's whole process tree (wsmon's supervisor and workers), read
+before and after a run; on two cores the client competes with the server, so CPU per message is a
+truer measure of server cost than messages per second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found.extend(int(child) for child in task.read_text().split())
+    return found
+
+
+def tree(pid: int) -> list[int]:
+    pids, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        pids.append(current)
+        queue.extend(children(current))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_BYTES
+    return total
+
+
+@dataclass
+class Server:
+    """One server under test; `processes` lists every process that serves (not the launcher)."""
+
+    name: str
+    url: str
+    launched: list[subprocess.Popen[bytes]]
+
+    @property
+    def processes(self) -> list[int]:
+        return [pid for proc in self.launched for pid in tree(proc.pid)]
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.processes)
+
+    def rss(self) -> int:
+        return rss_bytes(self.processes)
+
+    def stop(self) -> None:
+        for proc in self.launched:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.launched:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_for_port(port: int, launched: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in launched:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout:.0f}s")
+
+
+def start_baseline(kind: str, processes: int = 1) -> Server:
+    """A bare echo server; several processes share the port with SO_REUSEPORT."""
+    port = free_port()
+    command = [sys.executable, "-m", "loadgen.bench.baselines", kind, "--port", str(port)]
+    if processes > 1:
+        command.append("--reuse-port")
+    launched = [subprocess.Popen(command) for _ in range(processes)]
+    _wait_for_port(port, launched, 15)
+    time.sleep(0.3)  # every process of a reuse-port group has bound, not just the first
+    return Server(
+        f"bare {kind}" + (f" x{processes}" if processes > 1 else ""),
+        f"ws://127.0.0.1:{port}/ws",
+        launched,
+    )
+
+
+def start_wsmon(workers: int, *extra: str) -> Server:
+    """wsmon with its per-connection flood limit lifted: one ping-pong connection sends ~1,500
+    messages a second, over the default limit of 1,000, and refusing them is not what we measure.
+    """
+    port = free_port()
+    wsmon = Path(sys.executable).with_name("wsmon")
+    command = [
+        str(wsmon),
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--rate-limit",
+        "1000000",
+        *extra,
+    ]
+    launched = [subprocess.Popen(command)]
+    _wait_for_port(port, launched, 20)
+    deadline = time.monotonic() + 20
+    while len(tree(launched[0].pid)) < workers + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return Server(f"wsmon --workers {workers}", f"ws://127.0.0.1:{port}/ws", launched)
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    try:
+        yield server
+    finally:
+        server.stop()

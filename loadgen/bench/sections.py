@@ -1,0 +1,452 @@
+"""The benchmark's measurements, one function per section of the report.
+
+Each returns a `Section`: rows of measured figures, and the target with its verdict where the issue
+sets one. Baselines run in the same invocation, interleaved round by round with wsmon where a ratio
+is reported, so that drift of the machine cancels out.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
+from websockets.sync.client import connect
+
+from .procs import Server, running, start_baseline, start_wsmon
+
+Figures = dict[str, Any]
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    columns: list[str]
+    rows: list[Figures] = field(default_factory=list)
+    targets: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+
+    def target(
+        self, name: str, measured: float | None, limit: float, below: bool = True, unit: str = ""
+    ) -> None:
+        met = measured is not None and (measured <= limit if below else measured >= limit)
+        self.targets.append(
+            {
+                "target": f"{name} {'≤' if below else '≥'} {limit:g}{unit}",
+                "measured": measured,
+                "met": met,
+            }
+        )
+
+
+def client(mode: str, server: Server, connections: int, *args: str) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "loadgen.bench.clients",
+        mode,
+        server.url,
+        "--connections",
+        str(connections),
+        *args,
+    ]
+    if server.name.startswith("wsmon"):
+        command.append("--wsmon")
+    return subprocess.Popen(command, stdout=subprocess.PIPE)
+
+
+def result(proc: subprocess.Popen[bytes], timeout: float = 120) -> Figures:
+    out, _ = proc.communicate(timeout=timeout)
+    lines = out.decode().strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark client failed with exit code {proc.returncode}")
+    figures: Figures = orjson.loads(lines[-1])
+    return figures
+
+
+def spread(workers: Sequence[int]) -> float | None:
+    """max/min connections per worker (None when a worker got none, or for bare servers)."""
+    if not workers:
+        return None
+    counts = [workers.count(index) for index in range(max(workers) + 1)]
+    return max(counts) / min(counts) if min(counts) else float("inf")
+
+
+def pingpong(server: Server, connections: int, seconds: float) -> tuple[float, float, float | None]:
+    """Closed-loop echo: messages a second, server CPU µs per message, worker spread."""
+    before = server.cpu()
+    figures = result(client("pingpong", server, connections, "--duration", str(seconds)))
+    spent = server.cpu() - before
+    messages = figures["messages"]
+    return messages / figures["seconds"], spent / messages * 1e6, spread(figures["workers"] or [])
+
+
+# 1 --------------------------------------------------------------------------------------------
+
+
+def echo_cost(rounds: int, seconds: float, connections: int = 50) -> Section:
+    section = Section(
+        "echo_cost",
+        f"Echo cost: {connections} ping-pong connections, "
+        f"{seconds:g} s a run, {rounds} interleaved rounds",
+        ["server", "msg/s", "server CPU µs/msg", "ratio to bare aiohttp"],
+    )
+    makers: list[tuple[str, Callable[[], Server]]] = [
+        ("bare aiohttp", lambda: start_baseline("aiohttp")),
+        ("bare websockets", lambda: start_baseline("websockets")),
+        ("wsmon /ws echo, 1 worker, metrics on", lambda: start_wsmon(1)),
+    ]
+    servers = [(name, make()) for name, make in makers]
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in servers}
+    try:
+        for _ in range(rounds):
+            for name, server in servers:
+                rate, cost, _ = pingpong(server, connections, seconds)
+                runs[name].append((rate, cost))
+    finally:
+        for _, server in servers:
+            server.stop()
+    baseline = statistics.median(cost for _, cost in runs["bare aiohttp"])
+    for name, _ in servers:
+        rate = statistics.median(r for r, _ in runs[name])
+        cost = statistics.median(c for _, c in runs[name])
+        section.rows.append(
+            {
+                "server": name,
+                "msg/s": round(rate),
+                "server CPU µs/msg": round(cost, 2),
+                "ratio to bare aiohttp": round(cost / baseline, 3),
+                "runs": runs[name],
+            }
+        )
+    section.target(
+        "wsmon CPU per echo ÷ bare aiohttp", section.rows[-1]["ratio to bare aiohttp"], 1.10
+    )
+    return section
+
+
+# One process each: bare aiohttp, and wsmon's pool of one worker (and its supervisor).
+SINGLE: list[tuple[str, Callable[[], Server]]] = [
+    ("bare aiohttp", lambda: start_baseline("aiohttp")),
+    ("wsmon --workers 1", lambda: start_wsmon(1)),
+]
+# Two processes on one port for each: bare aiohttp with SO_REUSEPORT, wsmon's pool.
+PAIRED: list[tuple[str, Callable[[], Server]]] = [
+    ("bare aiohttp x2", lambda: start_baseline("aiohttp", 2)),
+    ("wsmon --workers 2", lambda: start_wsmon(2)),
+]
+
+# 2 and 4 --------------------------------------------------------------------------------------
+
+
+def open_model(
+    server: Server, connections: int, rate: float, seconds: float, processes: int = 2
+) -> Figures:
+    """Open-model echo load from `processes` client processes; their histograms are merged."""
+    share = [connections // processes + (i < connections % processes) for i in range(processes)]
+    procs = [
+        client(
+            "open", server, n, "--rate", str(rate), "--duration", str(seconds), "--seed", str(i + 1)
+        )
+        for i, n in enumerate(share)
+    ]
+    parts = [result(proc, timeout=seconds + 120) for proc in procs]
+    merged = HdrHistogram(1, 60_000_000, 3)
+    for part in parts:
+        merged.add(HdrHistogram.decode(part["histogram"]))
+    sent = sum(p["sent"] for p in parts)
+    answered = sum(p["answered"] for p in parts)
+    opened = sum(p["connections"] for p in parts)
+    workers = [w for p in parts for w in (p["workers"] or [])]
+    return {
+        "connections": connections,
+        "offered msg/s": round(connections * rate),
+        "connection success %": round(100 * opened / connections, 2),
+        "message success %": round(100 * answered / sent, 3) if sent else None,
+        "p50 ms": merged.get_value_at_percentile(50) / 1000,
+        "p99 ms": merged.get_value_at_percentile(99) / 1000,
+        "max ms": merged.get_max_value() / 1000,
+        "worker spread": spread(workers),
+    }
+
+
+def open_latency(rates: Sequence[int], connections: int, seconds: float) -> Section:
+    section = Section(
+        "open_latency",
+        f"Open-model latency: {connections} connections, fixed "
+        f"offered rates, {seconds:g} s each, 2 client processes",
+        ["server", "offered msg/s", "message success %", "p50 ms", "p99 ms"],
+    )
+    best: dict[str, int] = {}
+    for name, make in PAIRED:
+        with running(make()) as server:
+            for total in rates:
+                figures = open_model(server, connections, total / connections, seconds)
+                section.rows.append({"server": name, **figures})
+                if figures["p99 ms"] < 50 and figures["message success %"] == 100:
+                    best[name] = max(best.get(name, 0), total)
+    section.note = "; ".join(
+        f"{name}: highest offered rate with p99 < 50 ms: {best.get(name, 0)} msg/s"
+        for name in ("bare aiohttp x2", "wsmon --workers 2")
+    )
+    return section
+
+
+def many_connections(sizes: Sequence[int], seconds: float) -> Section:
+    section = Section(
+        "many_connections",
+        f"Connections at 1 message/s each, {seconds:g} s, 2 client processes",
+        [
+            "server",
+            "connections",
+            "connection success %",
+            "message success %",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+        ],
+    )
+    results: dict[tuple[str, int], Figures] = {}
+    for name, make in PAIRED:
+        for size in sizes:
+            with running(make()) as server:
+                figures = open_model(server, size, 1.0, seconds)
+            results[(name, size)] = figures
+            section.rows.append({"server": name, **figures})
+    largest = max(sizes)
+    wsmon, bare = results[("wsmon --workers 2", largest)], results[("bare aiohttp x2", largest)]
+    section.target(
+        f"wsmon p99 ÷ bare p99 at {largest}",
+        round(wsmon["p99 ms"] / max(bare["p99 ms"], 0.001), 2),
+        1.2,
+    )
+    section.target(
+        f"wsmon message success at {largest}",
+        wsmon["message success %"],
+        100,
+        below=False,
+        unit=" %",
+    )
+    if 5000 in sizes:
+        section.target(
+            "wsmon p99 at 5000", results[("wsmon --workers 2", 5000)]["p99 ms"], 20, unit=" ms"
+        )
+    return section
+
+
+# 3, 5 and 6 -----------------------------------------------------------------------------------
+
+
+def hold(
+    server: Server, connections: int, listen: bool = False, processes: int = 2
+) -> tuple[list[subprocess.Popen[bytes]], list[Figures]]:
+    """Open idle connections from `processes` clients; returns once every client is ready."""
+    share = [connections // processes + (i < connections % processes) for i in range(processes)]
+    extra = ["--listen"] if listen else []
+    procs = [client("hold", server, n, *extra) for n in share]
+    ready = []
+    for proc in procs:
+        assert proc.stdout is not None
+        ready.append(orjson.loads(proc.stdout.readline()))
+    return procs, ready
+
+
+def release(procs: list[subprocess.Popen[bytes]]) -> list[Figures]:
+    for proc in procs:
+        proc.terminate()
+    return [result(proc) for proc in procs]
+
+
+def idle_memory(connections: int) -> Section:
+    section = Section(
+        "idle_memory",
+        f"{connections} idle connections: memory and connect rate",
+        ["server", "connected", "KiB per connection", "connects/s"],
+    )
+    for name, make in SINGLE:
+        with running(make()) as server:
+            time.sleep(0.5)
+            before = server.rss()
+            procs, ready = hold(server, connections)
+            time.sleep(1.0)  # let allocations settle
+            after = server.rss()
+            release(procs)
+        connected = sum(r["ready"] for r in ready)
+        section.rows.append(
+            {
+                "server": name,
+                "connected": connected,
+                "KiB per connection": round((after - before) / max(connected, 1) / 1024, 2),
+                "connects/s": round(connected / max(r["connect_seconds"] for r in ready)),
+            }
+        )
+    section.target(
+        "wsmon memory per idle connection", section.rows[-1]["KiB per connection"], 16, unit=" KiB"
+    )
+    return section
+
+
+def scrape(url: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=10) as response:
+        size = len(response.read())
+    return (time.perf_counter() - started) * 1000, size
+
+
+def broadcast_and_scrape(connections: int, broadcasts: int) -> list[Section]:
+    fanout = Section(
+        "broadcast",
+        f"Broadcast to {connections} connections (wsmon --workers 2)",
+        ["measured at", "broadcasts", "p50 ms", "p99 ms", "max ms"],
+    )
+    metrics = Section(
+        "metrics_scrape",
+        f"/metrics with {connections} connections, every worker asked fresh",
+        ["scrapes", "p50 ms", "p99 ms", "max ms", "bytes"],
+    )
+    with running(start_wsmon(2)) as server:
+        metrics_url = server.url.replace("ws://", "http://").replace("/ws", "/metrics")
+        procs, ready = hold(server, connections, listen=True)
+        connected = sum(r["ready"] for r in ready)
+        times, size = [], 0
+        for _ in range(50):
+            elapsed, size = scrape(metrics_url)
+            times.append(elapsed)
+        with connect(server.url, compression=None) as sender:
+            sender.recv()  # welcome
+            for number in range(broadcasts):
+                payload = {"t": time.perf_counter(), "n": number}
+                sender.send(
+                    orjson.dumps({"type": "broadcast", "id": number, "payload": payload}).decode()
+                )
+                sender.recv()  # ack
+                time.sleep(0.3)
+        time.sleep(1.0)
+        server_side = _histogram_from_metrics(
+            metrics_url, "wsmon_broadcast_duration_seconds", 'type="broadcast"'
+        )
+        finished = release(procs)
+    arrivals: dict[str, list[float]] = {}
+    for part in finished:
+        for number, values in part["arrivals"].items():
+            arrivals.setdefault(number, []).extend(values)
+    complete = sorted(max(values) * 1000 for values in arrivals.values())
+    delivered = sum(len(values) for values in arrivals.values())
+    fanout.rows.append(
+        {
+            "measured at": f"clients (last of {connected} recipients)",
+            "broadcasts": len(complete),
+            "p50 ms": _pct(complete, 50),
+            "p99 ms": _pct(complete, 99),
+            "max ms": max(complete, default=None),
+            "delivered": delivered,
+            "expected": connected * broadcasts,
+        }
+    )
+    fanout.rows.append(
+        {
+            "measured at": "server (wsmon_broadcast_duration_seconds, per worker)",
+            "broadcasts": broadcasts,
+            **server_side,
+        }
+    )
+    fanout.target("p99 fan-out as clients observe it", _pct(complete, 99), 50, unit=" ms")
+    times.sort()
+    metrics.rows.append(
+        {
+            "scrapes": len(times),
+            "p50 ms": _pct(times, 50),
+            "p99 ms": _pct(times, 99),
+            "max ms": times[-1],
+            "bytes": size,
+        }
+    )
+    metrics.target("p99 /metrics scrape", _pct(times, 99), 10, unit=" ms")
+    return [fanout, metrics]
+
+
+def _pct(ordered: Sequence[float], percentile: float) -> float | None:
+    if not ordered:
+        return None
+    rank = max(1, round(percentile / 100 * len(ordered) + 0.4999))
+    return round(ordered[min(rank, len(ordered)) - 1], 3)
+
+
+def _histogram_from_metrics(url: str, name: str, selector: str) -> Figures:
+    """p50/p99 upper bucket edges and the mean of a histogram, from one scrape."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or selector not in line:
+            continue
+        value = float(line.rsplit(" ", 1)[1])
+        if line.startswith(name + "_bucket"):
+            edge = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(edge), value))
+        elif line.startswith(name + "_sum"):
+            total = value
+        elif line.startswith(name + "_count"):
+            count = value
+
+    def quantile(q: float) -> float | None:
+        for edge, cumulative in sorted(buckets):
+            if count and cumulative >= q * count:
+                return edge * 1000
+        return None
+
+    return {
+        "p50 ms": f"≤ {quantile(0.5)}",
+        "p99 ms": f"≤ {quantile(0.99)}",
+        "mean ms": round(total / count * 1000, 3) if count else None,
+    }
+
+
+# 7 --------------------------------------------------------------------------------------------
+
+
+def workers(seconds: float, spread_connections: int) -> Section:
+    section = Section(
+        "workers",
+        "Workers: throughput and CPU per message, and the spread of connections over workers",
+        ["server", "msg/s", "server CPU µs/msg", "max/min connections per worker"],
+    )
+    for name, make in [*SINGLE, *PAIRED]:
+        with running(make()) as server:
+            rate, cost, spread_of = pingpong(server, 50, seconds)
+        section.rows.append(
+            {
+                "server": name,
+                "msg/s": round(rate),
+                "server CPU µs/msg": round(cost, 2),
+                "max/min connections per worker": spread_of,
+            }
+        )
+    worst = 0.0
+    for count in (2, 4, 8):
+        with running(start_wsmon(count)) as server:
+            procs, ready = hold(server, spread_connections)
+            release(procs)
+        ratio = spread([w for r in ready for w in r["workers"]])
+        worst = max(worst, ratio or float("inf"))
+        section.rows.append(
+            {
+                "server": f"wsmon --workers {count}, {spread_connections} connections",
+                "max/min connections per worker": ratio,
+            }
+        )
+    section.target("max/min connections per worker", worst, 1.15)
+    section.note = (
+        "On 2 cores the client competes with the server: a second worker adds "
+        "capacity only as far as a core is free."
+    )
+    return section
