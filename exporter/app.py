@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
 TRY_AGAIN_LATER = 1013
+INVALID_TEXT = 1007
 # Past this many unsent bytes to one client, its read loop waits before reading more from it.
 REPLY_HIGH_WATER = 64 * 1024
 
@@ -50,13 +51,15 @@ class Worker:
     def _new_id(self) -> str:
         return f"{self.index}-{self._nonce}-{next(self._ids)}"
 
-    def _websocket(self) -> web.WebSocketResponse:
+    def _websocket(self, decode_text: bool = True) -> web.WebSocketResponse:
         # Compression off: it costs CPU per message, and fan-out relies on whole-frame writes
         # (frames.py). No WebSocket heartbeat either: aiohttp re-arms its timer on every message,
         # about 1 us each; the supervisor sets TCP keepalive on every socket instead.
         # aiohttp refuses a frame of max_msg_size bytes; max_message_bytes is the largest accepted.
         return web.WebSocketResponse(
-            max_msg_size=self.settings.max_message_bytes + 1, compress=False
+            max_msg_size=self.settings.max_message_bytes + 1,
+            compress=False,
+            decode_text=decode_text,
         )
 
     async def _refuse(self, request: web.Request) -> web.WebSocketResponse | None:
@@ -77,7 +80,9 @@ class Worker:
         refused = await self._refuse(request)
         if refused is not None:
             return refused
-        ws = self._websocket()
+        # Text frames stay bytes: orjson parses (and checks the UTF-8 of) bytes directly, and an
+        # echo goes back as the very bytes that came in.
+        ws = self._websocket(decode_text=False)
         stream = await ws.prepare(request)
         transport = request.transport
         assert transport is not None
@@ -124,11 +129,13 @@ class Worker:
                     return self._violation(conn, msg.data)
                 self._binary(conn, msg.data, started)
                 continue
-            raw: bytes = msg.data.encode()
+            raw: bytes = msg.data
             bytes_in.value += len(raw)
             try:
                 message_type, obj, ref = protocol.parse(raw)
             except ProtocolError as exc:
+                if exc.code == protocol.INVALID_JSON and not _is_utf8(raw):
+                    return await self._fail_invalid_text(conn, ws)
                 m.received[exc.message_type].value += 1
                 self._send_error(conn, exc, started)
                 continue
@@ -141,11 +148,15 @@ class Worker:
                     )
                 if delay:
                     await asyncio.sleep(delay)
+                    if ws.closed:
+                        break
                 reply = raw if route.handle is None else route.handle(conn, obj, ref, started)
             except ProtocolError as exc:
                 self._send_error(conn, exc, started)
                 continue
-            if reply is not None and not ws.closed:
+            # No await since this frame was read (handlers are plain functions), so the socket
+            # cannot have started closing: aiohttp ends the iteration once it does.
+            if reply is not None:
                 write(text_frame(reply))
                 bytes_out.value += len(reply)
                 route.replies.value += 1
@@ -153,6 +164,14 @@ class Worker:
                     await drain()
             route.latency.observe(perf_counter() - started)
         return None
+
+    async def _fail_invalid_text(self, conn: Connection, ws: web.WebSocketResponse) -> int:
+        """RFC 6455 8.1: a text frame that is not UTF-8 fails the connection, with 1007."""
+        self.metrics.received[protocol.INVALID].value += 1
+        self.metrics.error(protocol.INVALID, protocol.INVALID_FRAME)
+        log.info("connection %s closed with 1007: text frame is not UTF-8", conn.id)
+        await ws.close(code=INVALID_TEXT, message=b"text frame is not valid UTF-8")
+        return INVALID_TEXT
 
     def _binary(self, conn: Connection, data: bytes, started: float) -> None:
         self.metrics.bytes_in.value += len(data)
@@ -255,6 +274,14 @@ class Worker:
 
         app.cleanup_ctx.append(lifecycle)
         return app
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 WORKER = web.AppKey("worker", Worker)

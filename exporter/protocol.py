@@ -126,6 +126,9 @@ FIELDS: Final[dict[str, tuple[Field, ...]]] = {
 assert set(FIELDS) == set(CLIENT_TYPES)
 
 
+_loads = orjson.loads
+
+
 def _unknown_type(obj: dict[str, Any], message_type: Any) -> ProtocolError:
     ref = obj.get("id")
     ref = ref if type(ref) is str or type(ref) is int else None
@@ -144,15 +147,17 @@ def parse(text: str | bytes) -> tuple[str, dict[str, Any], MessageId]:
     fields a type does not have.
     """
     try:
-        obj = orjson.loads(text)
+        obj = _loads(text)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(INVALID, INVALID_JSON, f"not valid JSON: {exc}") from None
     if type(obj) is not dict:
         raise ProtocolError(INVALID, NOT_AN_OBJECT, "a message must be a JSON object with a type")
-    message_type: str = obj.get("type")  # type: ignore[assignment]  # checked just below
-    fields = FIELDS.get(message_type) if type(message_type) is str else None
-    if fields is None:
-        raise _unknown_type(obj, message_type)
+    try:
+        # KeyError: no such type (or none at all); TypeError: an unhashable type such as a list.
+        fields = FIELDS[obj["type"]]
+    except (KeyError, TypeError):
+        raise _unknown_type(obj, obj.get("type")) from None
+    message_type: str = obj["type"]
     ref = obj.get("id")
     if (
         ref is not None

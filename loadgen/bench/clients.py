@@ -2,10 +2,11 @@
 
     python -m loadgen.bench.clients pingpong URL --connections 50 --duration 4
     python -m loadgen.bench.clients open URL --connections 5000 --rate 1 --duration 10
-    python -m loadgen.bench.clients hold URL --connections 5000 [--listen]
+    python -m loadgen.bench.clients hold URL --connections 5000
+    python -m loadgen.bench.clients listen URL --connections 5000
 
 Each prints one JSON object on stdout when it is done (`hold` first prints a line when every
-connection is open, then waits for SIGTERM). They use aiohttp's client, the lightest at hand, so the
+connection is open, then waits for SIGTERM; so does `listen`). They use aiohttp's client, the lightest at hand, so the
 client leaves as much of the two cores as possible to the server; the same client measures every
 server. Times are `time.perf_counter()`: CLOCK_MONOTONIC, comparable across processes on one host
 (uvloop's `loop.time()` has only millisecond resolution).
@@ -15,12 +16,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import gc
+import os
 import random
+import select
 import signal
+import socket
 import sys
+import threading
 from time import perf_counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -69,6 +77,13 @@ async def open_all(
     return sockets, failed, perf_counter() - started
 
 
+def quiet_collector() -> None:
+    """The client is the measuring instrument: a full garbage collection over thousands of
+    connections would stall it for tens of milliseconds and be blamed on the server."""
+    gc.collect()
+    gc.freeze()
+
+
 def session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True))
 
@@ -113,6 +128,7 @@ async def open_model(
     rng = random.Random(seed)
     async with session() as client:
         sockets, failed, connect_seconds = await open_all(client, url, connections, workers)
+        quiet_collector()
         begin = perf_counter() + 0.5
         stop_at = begin + duration
 
@@ -164,10 +180,9 @@ async def open_model(
     )
 
 
-async def hold(url: str, connections: int, listen: bool, welcome: bool) -> None:
-    """Open connections and keep them idle; with --listen, time every broadcast's arrival."""
+async def hold(url: str, connections: int, welcome: bool) -> None:
+    """Open connections and keep them idle until SIGTERM."""
     workers: list[int] | None = [] if welcome else None
-    arrivals: dict[int, list[float]] = {}
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with session() as client:
@@ -181,35 +196,101 @@ async def hold(url: str, connections: int, listen: bool, welcome: bool) -> None:
             }
         )
 
-        async def listen_on(ws: Any) -> None:
-            async for msg in ws:
-                now = perf_counter()
-                payload = orjson.loads(msg.data).get("payload")
-                if isinstance(payload, dict) and "t" in payload:
-                    arrivals.setdefault(payload["n"], []).append(now - payload["t"])
-
-        listeners = [asyncio.create_task(listen_on(ws)) for ws in sockets] if listen else []
         await stop.wait()
-        for task in listeners:
-            task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True), 10
             )
+    emit({"closed": len(sockets)})
+
+
+def listen(url: str, connections: int) -> None:
+    """Hold connections on plain sockets and time every broadcast's arrival on each of them.
+
+    A broadcast to 10,000 connections makes the clients parse 10,000 frames at once; through
+    aiohttp that costs the clients more CPU than the server's fan-out, and on two cores they would
+    compete with it. Here a frame costs one recv, a header decode and one orjson.loads.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    request = (
+        f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n\r\n"
+    ).encode()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    poller = select.epoll()
+    buffers: dict[int, bytearray] = {}
+    sockets: dict[int, socket.socket] = {}
+    started = perf_counter()
+    for _ in range(connections):
+        sock = socket.create_connection((host, port), timeout=10)
+        sock.sendall(request)
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += sock.recv(4096)
+        head, _, rest = response.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise SystemExit(f"handshake refused: {head[:80]!r}")
+        sock.setblocking(False)
+        sockets[sock.fileno()] = sock
+        buffers[sock.fileno()] = bytearray(rest)
+        poller.register(sock.fileno(), select.EPOLLIN)
+    emit(
+        {
+            "ready": len(sockets),
+            "failed_connections": 0,
+            "connect_seconds": perf_counter() - started,
+            "workers": None,
+        }
+    )
+    quiet_collector()
+    arrivals: dict[int, list[float]] = {}
+    while not stop.is_set():
+        for fd, _ in poller.poll(0.1):
+            now = perf_counter()
+            try:
+                data = sockets[fd].recv(65536)
+            except BlockingIOError:
+                continue
+            buffer = buffers[fd]
+            buffer += data
+            for payload in _frames(buffer):
+                carried = orjson.loads(payload).get("payload")
+                if isinstance(carried, dict) and "t" in carried:
+                    arrivals.setdefault(carried["n"], []).append(now - carried["t"])
+    for sock in sockets.values():
+        sock.close()
     emit({"arrivals": {str(n): values for n, values in arrivals.items()}})
+
+
+def _frames(buffer: bytearray) -> list[bytes]:
+    """Take the complete (unmasked, server-to-client) frames' payloads off the buffer's front."""
+    payloads = []
+    while len(buffer) >= 2:
+        length, offset = buffer[1] & 0x7F, 2
+        if length == 126:
+            length, offset = int.from_bytes(buffer[2:4]), 4
+        elif length == 127:
+            length, offset = int.from_bytes(buffer[2:10]), 10
+        if len(buffer) < offset + length:
+            break
+        payloads.append(bytes(buffer[offset : offset + length]))
+        del buffer[: offset + length]
+    return payloads
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("pingpong", "open", "hold"))
+    parser.add_argument("mode", choices=("pingpong", "open", "hold", "listen"))
     parser.add_argument("url")
     parser.add_argument("--connections", type=int, required=True)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--rate", type=float, default=1.0, help="messages/s per connection")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--listen", action="store_true")
     parser.add_argument("--wsmon", action="store_true", help="expect a welcome frame first")
     args = parser.parse_args()
     if args.mode == "pingpong":
@@ -218,8 +299,10 @@ def main() -> None:
         uvloop.run(
             open_model(args.url, args.connections, args.rate, args.duration, args.seed, args.wsmon)
         )
+    elif args.mode == "hold":
+        uvloop.run(hold(args.url, args.connections, args.wsmon))
     else:
-        uvloop.run(hold(args.url, args.connections, args.listen, args.wsmon))
+        listen(args.url, args.connections)
 
 
 if __name__ == "__main__":

@@ -246,12 +246,12 @@ def many_connections(sizes: Sequence[int], seconds: float) -> Section:
 
 
 def hold(
-    server: Server, connections: int, listen: bool = False, processes: int = 2
+    server: Server, connections: int, mode: str = "hold", processes: int = 2
 ) -> tuple[list[subprocess.Popen[bytes]], list[Figures]]:
-    """Open idle connections from `processes` clients; returns once every client is ready."""
+    """Open idle connections from `processes` clients (mode "hold", or "listen" to time
+    broadcasts); returns once every client is ready."""
     share = [connections // processes + (i < connections % processes) for i in range(processes)]
-    extra = ["--listen"] if listen else []
-    procs = [client("hold", server, n, *extra) for n in share]
+    procs = [client(mode, server, n) for n in share]
     ready = []
     for proc in procs:
         assert proc.stdout is not None
@@ -314,7 +314,7 @@ def broadcast_and_scrape(connections: int, broadcasts: int) -> list[Section]:
     )
     with running(start_wsmon(2)) as server:
         metrics_url = server.url.replace("ws://", "http://").replace("/ws", "/metrics")
-        procs, ready = hold(server, connections, listen=True)
+        procs, ready = hold(server, connections, mode="listen")
         connected = sum(r["ready"] for r in ready)
         times, size = [], 0
         for _ in range(50):
