@@ -11,7 +11,7 @@ PORT ?= 8080
 DEBIAN_TOOLS := prometheus prometheus-alertmanager chromium
 TOOL_BINARIES := promtool prometheus prometheus-alertmanager amtool chromium
 
-.PHONY: run test lint tools venv clean help bench loadtest
+.PHONY: run test lint tools venv clean help bench loadtest rules
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,9 +40,17 @@ test: $(STAMP) tools  ## run the whole test suite
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)  ## ruff and mypy
-	$(BIN)/ruff check exporter loadgen tests
-	$(BIN)/ruff format --check exporter loadgen tests
-	$(BIN)/mypy exporter loadgen
+	$(BIN)/ruff check exporter loadgen alerting tests
+	$(BIN)/ruff format --check exporter loadgen alerting tests
+	$(BIN)/mypy exporter loadgen alerting
+
+# Generated files are checked in (reviewers see the PromQL a threshold change makes); the test
+# suite rebuilds them and fails when they are stale, so run this after editing alerting/.
+rules: $(STAMP) tools  ## alerting/thresholds.yaml -> alerting/generated/ (rules, promtool tests, Alertmanager), checked
+	$(BIN)/wsmon rules build --thresholds alerting/thresholds.yaml --output alerting/generated
+	promtool check rules alerting/generated/rules.yaml
+	promtool test rules alerting/tests/*.yaml alerting/generated/alerts_test.yaml
+	amtool check-config alerting/generated/alertmanager.yml
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
-from . import protocol
+from . import health, protocol
 from .cluster import Cluster, Standalone
 from .config import Settings
 from .frames import text_frame
@@ -289,7 +289,8 @@ WORKER = web.AppKey("worker", Worker)
 
 def standalone_app(settings: Settings, index: int = 0) -> web.Application:
     """A single worker with no supervisor: for handler tests and embedding."""
-    worker = Worker(settings, index, lambda metrics, hub: Standalone(metrics.registry))
+    thresholds = health.load_thresholds(settings.thresholds_file)
+    worker = Worker(settings, index, lambda metrics, hub: Standalone(metrics.registry, thresholds))
     app = worker.application()
     app[WORKER] = worker
     return app

@@ -9,8 +9,11 @@ from typing import Any
 
 import click
 
+from alerting.thresholds import ThresholdsError
+
 from . import __version__
 from .config import OPTIONS, ConfigError, Settings, load_settings
+from .health import load_thresholds
 from .logs import configure_logging
 
 
@@ -65,13 +68,14 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     """
     try:
         settings = load_settings(flags, os.environ, config_file)
-    except ConfigError as exc:
+        thresholds = load_thresholds(settings.thresholds_file)
+    except (ConfigError, ThresholdsError) as exc:
         raise click.UsageError(str(exc)) from None
     configure_logging(settings.log_level, "supervisor")
     from .supervisor import serve as run_pool
 
     try:
-        run_pool(settings)
+        run_pool(settings, thresholds)
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
@@ -82,3 +86,10 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 from loadgen.cli import loadtest  # noqa: E402
 
 main.add_command(loadtest)
+
+
+# `wsmon rules` and `wsmon alerts` live with the alerting mixin they build and operate.
+from alerting.cli import alerts, rules  # noqa: E402
+
+main.add_command(rules)
+main.add_command(alerts)

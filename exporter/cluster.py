@@ -11,10 +11,12 @@ import asyncio
 import itertools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+
+from alerting.thresholds import Threshold
 
 from . import health
 from .control import ControlChannel
@@ -51,8 +53,9 @@ class Cluster(ABC):
 
 
 class Standalone(Cluster):
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, thresholds: Sequence[Threshold]) -> None:
         self._registry = registry
+        self._thresholds = thresholds
         self._pool = Registry()
         self._pool["wsmon_workers_configured"].child().value = 1
         self._pool["wsmon_workers_alive"].child().value = 1
@@ -71,7 +74,7 @@ class Standalone(Cluster):
         return self._snapshot()
 
     async def health(self) -> dict[str, Any]:
-        return health.evaluate(self._snapshot(), self._history.baseline(), 1, 1)
+        return health.evaluate(self._snapshot(), self._history.baseline(), 1, 1, self._thresholds)
 
     async def start(self) -> None:
         self._sampler = asyncio.create_task(health.sample_forever(self._history, self._snapshot))

@@ -36,6 +36,8 @@ class Settings:
     log_level: str = "info"
     # Test-only: delay every /ws message by this long, to prove that latency checks can fail.
     inject_delay_ms: float = 0.0
+    # Empty: the packaged alerting/thresholds.yaml.
+    thresholds_file: str = ""
 
     def to_mapping(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -51,6 +53,10 @@ class Option:
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+# Variables of the other wsmon commands (`wsmon alerts`, `wsmon alerts render-config`), which
+# share the WSMON_ prefix but are not server settings.
+_OTHER_COMMANDS_VARIABLES = ("WSMON_ALERTMANAGER_URL", "WSMON_SMTP_")
+
 
 OPTIONS: tuple[Option, ...] = (
     Option("host", str, lambda v: bool(v), "a non-empty address", "address to listen on"),
@@ -124,6 +130,13 @@ OPTIONS: tuple[Option, ...] = (
         "a number >= 0",
         "TEST ONLY: delay every /ws message, to make latency thresholds fail on purpose",
     ),
+    Option(
+        "thresholds_file",
+        str,
+        lambda v: True,
+        "a path (empty: the packaged thresholds)",
+        "alert thresholds /api/health judges by (empty: the packaged alerting/thresholds.yaml)",
+    ),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -192,7 +205,11 @@ def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """Read `WSMON_<OPTION>` variables; an unknown `WSMON_` variable is an error, not a typo."""
     values: dict[str, Any] = {}
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX) or key == "WSMON_CONFIG":
+        if (
+            not key.startswith(ENV_PREFIX)
+            or key == "WSMON_CONFIG"
+            or key.startswith(_OTHER_COMMANDS_VARIABLES)
+        ):
             continue
         name = key[len(ENV_PREFIX) :].lower()
         if name not in OPTIONS_BY_NAME:

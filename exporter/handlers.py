@@ -60,8 +60,9 @@ class Handlers:
         enqueued: float,
     ) -> None:
         payload = protocol.delivery(message_type, sender.sender, obj)
-        self.hub.deliver(message_type, route, name, payload, exclude, enqueued)
+        # Relay first: the other workers then fan out while this one does, not after it.
         self.cluster.relay(message_type, route, name, payload, enqueued)
+        self.hub.deliver(message_type, route, name, payload, exclude, enqueued)
 
     def ping(
         self, conn: Connection, obj: dict[str, Any], ref: MessageId, started: float

@@ -1,61 +1,64 @@
-"""Service health from the metrics themselves: the same figures Prometheus sees, evaluated locally.
+"""Service health from the metrics themselves: thresholds.yaml's figures, evaluated locally.
 
-`/api/health` answers healthy | degraded | unhealthy with the checks behind it. Rates come from the
-difference between the current merged snapshot and one taken about a minute earlier, so a burst of
-errors an hour ago does not keep the service unhealthy.
+`/api/health` answers healthy | degraded | unhealthy with the checks behind it. It judges the same
+alerting/thresholds.yaml entries Prometheus alerts on (a warning crossed is degraded, a critical
+one unhealthy), for every figure the pool can compute from its own merged snapshot; probe failure
+and instance down need Prometheus and are left to it. Rates come from the difference between the
+current snapshot and one taken about a minute earlier, so a burst of errors an hour ago does not
+keep the service unhealthy; a threshold's `for` is Prometheus's business, not this minute's.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from time import monotonic
 from typing import Any, Final
 
-from .metrics import Snapshot
+from alerting import DEFAULT_THRESHOLDS
+from alerting.indicators import IMBALANCE_MIN_CONNECTIONS_PER_WORKER
+from alerting.thresholds import Threshold, load
+
+from .metrics import SPECS, Snapshot
 
 HEALTHY: Final = "healthy"
 DEGRADED: Final = "degraded"
 UNHEALTHY: Final = "unhealthy"
 _RANK: Final = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
+_SEVERITY_STATUS: Final = {"warning": DEGRADED, "critical": UNHEALTHY}
 WINDOW_SECONDS: Final = 60.0
 SAMPLE_SECONDS: Final = 5.0
+QUANTILE: Final = 0.99
 
 
-@dataclass(frozen=True)
-class Threshold:
-    """Degraded past `warn`, unhealthy past `critical`; `below` flips the direction."""
-
-    warn: float
-    critical: float
-    below: bool = False
-
-    def judge(self, value: float) -> str:
-        def crossed(limit: float) -> bool:
-            return value < limit if self.below else value > limit
-
-        if crossed(self.critical):
-            return UNHEALTHY
-        if crossed(self.warn):
-            return DEGRADED
-        return HEALTHY
+def load_thresholds(path: str) -> tuple[Threshold, ...]:
+    """What /api/health judges by: the `thresholds_file` setting, or (empty) the packaged
+    alerting/thresholds.yaml. Raises ThresholdsError naming the entry and field of a bad entry."""
+    return load(Path(path) if path else DEFAULT_THRESHOLDS)
 
 
-# The monitoring guide's healthy system (alerting/thresholds.yaml will take these over).
-POOL_UTILIZATION = Threshold(warn=0.8, critical=0.9)
-MESSAGE_SUCCESS = Threshold(warn=0.99, critical=0.98, below=True)
-AVERAGE_LATENCY = Threshold(warn=0.1, critical=0.2)
-
-
-def total(snapshot: Snapshot, name: str) -> float:
-    return float(sum(row[1] for row in snapshot.get(name, ())))
+def total(
+    snapshot: Snapshot, name: str, keep: Callable[[dict[str, str]], bool] = lambda _: True
+) -> float:
+    """Sum of a counter or gauge over the series whose labels `keep` accepts."""
+    names = SPECS[name].labels
+    rows = snapshot.get(name, ())
+    return float(sum(row[1] for row in rows if keep(dict(zip(names, row[0], strict=True)))))
 
 
 def histogram_totals(snapshot: Snapshot, name: str) -> tuple[int, float]:
     rows = snapshot.get(name, ())
     return sum(sum(row[1]) for row in rows), sum(row[2] for row in rows)
+
+
+def histogram_buckets(snapshot: Snapshot, name: str) -> list[int]:
+    """Bucket counts (non-cumulative, +Inf last) summed over every series of a histogram."""
+    counts = [0] * (len(SPECS[name].buckets) + 1)
+    for row in snapshot.get(name, ()):
+        counts = [a + b for a, b in zip(counts, row[1], strict=True)]
+    return counts
 
 
 class History:
@@ -79,74 +82,155 @@ async def sample_forever(history: History, source: Callable[[], Snapshot]) -> No
         await asyncio.sleep(SAMPLE_SECONDS)
 
 
-def _check(
-    name: str, value: float | None, threshold: Threshold | None, detail: str
+# -- the figures thresholds.yaml names, over the window: (current, baseline) -> value or None ------
+# None means nothing to judge (no traffic in the window, too few connections): never a crossing.
+
+
+def _moved(
+    current: Snapshot,
+    baseline: Snapshot,
+    name: str,
+    keep: Callable[[dict[str, str]], bool] = lambda _: True,
+) -> float:
+    """How far a summed counter moved over the window."""
+    return total(current, name, keep) - total(baseline, name, keep)
+
+
+def _error_rate(current: Snapshot, baseline: Snapshot) -> float | None:
+    received = _moved(current, baseline, "wsmon_messages_received_total")
+    errors = _moved(current, baseline, "wsmon_message_errors_total")
+    return errors / received if received > 0 else None
+
+
+def _success_rate(current: Snapshot, baseline: Snapshot) -> float | None:
+    errors = _error_rate(current, baseline)
+    return None if errors is None else 1.0 - errors
+
+
+def _average_latency(current: Snapshot, baseline: Snapshot) -> float | None:
+    count_now, sum_now = histogram_totals(current, "wsmon_message_latency_seconds")
+    count_then, sum_then = histogram_totals(baseline, "wsmon_message_latency_seconds")
+    handled = count_now - count_then
+    return (sum_now - sum_then) / handled if handled > 0 else None
+
+
+def quantile(q: float, bounds: tuple[float, ...], counts: Iterable[int]) -> float | None:
+    """Prometheus's histogram_quantile over non-cumulative bucket counts (+Inf last)."""
+    cumulative: list[int] = []
+    for count in counts:
+        cumulative.append((cumulative[-1] if cumulative else 0) + count)
+    if not cumulative or cumulative[-1] <= 0:
+        return None
+    rank = q * cumulative[-1]
+    index = next(i for i, c in enumerate(cumulative) if c >= rank)
+    if index == len(bounds):
+        return bounds[-1]  # in the +Inf bucket: Prometheus answers the highest finite bound
+    lower = bounds[index - 1] if index else 0.0
+    below = cumulative[index - 1] if index else 0
+    return lower + (bounds[index] - lower) * (rank - below) / (cumulative[index] - below)
+
+
+def _p99(name: str) -> Callable[[Snapshot, Snapshot], float | None]:
+    def p99(current: Snapshot, baseline: Snapshot) -> float | None:
+        now, then = histogram_buckets(current, name), histogram_buckets(baseline, name)
+        moved = (a - b for a, b in zip(now, then, strict=True))
+        return quantile(QUANTILE, SPECS[name].buckets, moved)
+
+    return p99
+
+
+def _pool_utilization(current: Snapshot, _baseline: Snapshot) -> float | None:
+    capacity = total(current, "wsmon_pool_capacity")
+    return total(current, "wsmon_connections_active") / capacity if capacity > 0 else None
+
+
+def _rejection_rate(current: Snapshot, baseline: Snapshot) -> float | None:
+    # A drain refuses connections on purpose; only the other reasons degrade service.
+    rejected = _moved(
+        current,
+        baseline,
+        "wsmon_connections_rejected_total",
+        lambda labels: labels["reason"] != "draining",
+    )
+    attempted = _moved(current, baseline, "wsmon_connections_opened_total") + rejected
+    return rejected / attempted if attempted > 0 else None
+
+
+def _worker_imbalance(current: Snapshot, _baseline: Snapshot) -> float | None:
+    active = [row[1] for row in current.get("wsmon_connections_active", ())]
+    if not active or sum(active) < IMBALANCE_MIN_CONNECTIONS_PER_WORKER * len(active):
+        return None
+    return float(max(active) / max(min(active), 1))
+
+
+# The indicators of alerting/indicators.py that the pool can compute (the PromQL twins are in
+# alerting/rules.libsonnet).
+LOCAL_INDICATORS: Final[dict[str, Callable[[Snapshot, Snapshot], float | None]]] = {
+    "message_error_rate": _error_rate,
+    "message_success_rate": _success_rate,
+    "average_latency": _average_latency,
+    "p99_latency": _p99("wsmon_message_latency_seconds"),
+    "pool_utilization": _pool_utilization,
+    "connection_rejection_rate": _rejection_rate,
+    "worker_imbalance": _worker_imbalance,
+    "broadcast_time": _p99("wsmon_broadcast_duration_seconds"),
+}
+
+
+def _indicator_check(
+    metric: str, thresholds: list[Threshold], current: Snapshot, baseline: Snapshot
 ) -> dict[str, Any]:
-    status = HEALTHY if value is None or threshold is None else threshold.judge(value)
-    check: dict[str, Any] = {"name": name, "status": status, "value": value, "detail": detail}
-    if threshold is not None:
-        check["warn"] = threshold.warn
-        check["critical"] = threshold.critical
-    return check
+    value = LOCAL_INDICATORS[metric](current, baseline)
+    crossed = [t for t in thresholds if value is not None and t.holds(value)]
+    status = max(
+        (_SEVERITY_STATUS[t.severity] for t in crossed), key=_RANK.__getitem__, default=HEALTHY
+    )
+    indicator = thresholds[0].indicator
+    shown = "nothing to judge" if value is None else indicator.display(value)
+    return {
+        "name": metric,
+        "status": status,
+        "value": value,
+        "detail": f"{shown}: {indicator.meaning}",
+        "thresholds": [
+            {
+                "alert": t.name,
+                "severity": t.severity,
+                "condition": t.condition,
+                "value": t.value,
+                "crossed": t in crossed,
+            }
+            for t in thresholds
+        ],
+    }
 
 
 def evaluate(
-    current: Snapshot, baseline: Snapshot, workers_configured: int, workers_alive: int
+    current: Snapshot,
+    baseline: Snapshot,
+    workers_configured: int,
+    workers_alive: int,
+    thresholds: Iterable[Threshold],
 ) -> dict[str, Any]:
-    checks: list[dict[str, Any]] = []
+    """The /api/health document."""
     if workers_alive >= workers_configured:
         workers_status = HEALTHY
     else:
         workers_status = UNHEALTHY if workers_alive == 0 else DEGRADED
-    checks.append(
+    checks: list[dict[str, Any]] = [
         {
             "name": "workers",
             "status": workers_status,
             "value": workers_alive,
             "detail": f"{workers_alive} of {workers_configured} workers running",
         }
+    ]
+    by_metric: dict[str, list[Threshold]] = {}
+    for threshold in thresholds:
+        if threshold.enabled and threshold.metric in LOCAL_INDICATORS:
+            by_metric.setdefault(threshold.metric, []).append(threshold)
+    checks.extend(
+        _indicator_check(metric, group, current, baseline) for metric, group in by_metric.items()
     )
-
-    active = total(current, "wsmon_connections_active")
-    capacity = total(current, "wsmon_pool_capacity")
-    utilization = active / capacity if capacity else None
-    checks.append(
-        _check(
-            "pool_utilization",
-            utilization,
-            POOL_UTILIZATION,
-            f"{active:.0f} of {capacity:.0f} connection slots in use",
-        )
-    )
-
-    received = total(current, "wsmon_messages_received_total") - total(
-        baseline, "wsmon_messages_received_total"
-    )
-    errors = total(current, "wsmon_message_errors_total") - total(
-        baseline, "wsmon_message_errors_total"
-    )
-    success = 1.0 - errors / received if received > 0 else None
-    checks.append(
-        _check(
-            "message_success_rate",
-            success,
-            MESSAGE_SUCCESS,
-            f"{errors:.0f} errors in {received:.0f} messages over the last minute",
-        )
-    )
-
-    count_now, sum_now = histogram_totals(current, "wsmon_message_latency_seconds")
-    count_then, sum_then = histogram_totals(baseline, "wsmon_message_latency_seconds")
-    handled = count_now - count_then
-    average = (sum_now - sum_then) / handled if handled > 0 else None
-    checks.append(
-        _check(
-            "average_latency_seconds",
-            average,
-            AVERAGE_LATENCY,
-            f"mean handling time of {handled} messages over the last minute",
-        )
-    )
-
     status = max((check["status"] for check in checks), key=_RANK.__getitem__)
     return {"status": status, "checks": checks}

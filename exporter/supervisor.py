@@ -18,11 +18,14 @@ import signal
 import socket
 import sys
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
 
 import orjson
+
+from alerting.thresholds import Threshold
 
 from . import __version__, health
 from .config import Settings
@@ -64,8 +67,9 @@ class Slot:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, thresholds: Sequence[Threshold]) -> None:
         self.settings = settings
+        self.thresholds = thresholds  # what /api/health judges by
         self.slots = [Slot(index) for index in range(settings.workers)]
         self.registry = Registry()
         self.registry["wsmon_workers_configured"].child().value = settings.workers
@@ -352,14 +356,16 @@ class Supervisor:
     async def _health(self) -> dict[str, Any]:
         current = await self._collect()
         alive = sum(slot.alive for slot in self.slots)
-        return health.evaluate(current, self.history.baseline(), len(self.slots), alive)
+        return health.evaluate(
+            current, self.history.baseline(), len(self.slots), alive, self.thresholds
+        )
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, thresholds: Sequence[Threshold]) -> None:
     """Bind the port (errors surface here, before any worker starts), then run the pool."""
     from .loop import run
 
-    supervisor = Supervisor(settings)
+    supervisor = Supervisor(settings, thresholds)
     supervisor.listen()
 
     async def main() -> None:

@@ -5,11 +5,11 @@
     python -m loadgen.bench.clients hold URL --connections 5000
     python -m loadgen.bench.clients listen URL --connections 5000
 
-Each prints one JSON object on stdout when it is done (`hold` first prints a line when every
-connection is open, then waits for SIGTERM; so does `listen`). They use aiohttp's client, the lightest at hand, so the
-client leaves as much of the two cores as possible to the server; the same client measures every
-server. Times are `time.perf_counter()`: CLOCK_MONOTONIC, comparable across processes on one host
-(uvloop's `loop.time()` has only millisecond resolution).
+Each prints one JSON object on stdout when it is done (`hold` and `listen` first print a line
+when every connection is open, then wait for SIGTERM). They use aiohttp's client, the lightest at
+hand (`listen`: plain sockets), so the client leaves as much of the two cores as possible to the
+server; the same client measures every server. Times are `time.perf_counter()`: CLOCK_MONOTONIC,
+comparable across processes on one host (uvloop's `loop.time()` has only millisecond resolution).
 """
 
 from __future__ import annotations

@@ -1,0 +1,60 @@
+// The one config object of the wsmon alerting mixin: selectors, windows, links, routing and SMTP.
+// Override any field with `(import 'mixin.libsonnet') + { _config+:: { ... } }`, or from Python
+// with the `overrides` argument of main.jsonnet (deep-merged).
+{
+  _config+:: {
+    // Every raw wsmon series the rules read; also names the scrape job of instance_down.
+    wsmonSelector: 'job="wsmon"',
+    // The rules keep these labels: one figure, and one alert, per scraped wsmon instance.
+    instanceLabels: 'job, instance',
+    // Window of every rate and average; it is part of the recording rule names (…_rate5m).
+    rateWindow: '5m',
+    // Set from alerting/indicators.py by main.jsonnet, so /api/health uses the same number.
+    imbalanceMinConnectionsPerWorker: error 'imbalanceMinConnectionsPerWorker comes from indicators.py',
+
+    // Labels on every wsmon alert; wsmon:health:status counts only alerts that carry them.
+    alertLabels: { service: 'wsmon' },
+
+    // Links in every alert. Runbook anchors are the lower-cased alert names (## Name in Markdown).
+    runbookBaseUrl: 'https://github.com/wsmon/wsmon/blob/main/alerting/runbooks.md',
+    dashboardBaseUrl: 'http://localhost:3000',
+    datasource: 'prometheus',
+    // Grafana dashboard uid per indicator (the dashboards/ mixin's stable uids).
+    dashboards: {
+      message_error_rate: 'wsmon-messages',
+      message_success_rate: 'wsmon-messages',
+      average_latency: 'wsmon-performance',
+      p99_latency: 'wsmon-performance',
+      pool_utilization: 'wsmon-connections',
+      connection_rejection_rate: 'wsmon-connections',
+      worker_imbalance: 'wsmon-connections',
+      broadcast_time: 'wsmon-performance',
+      probe_failure: 'wsmon-health',
+      instance_down: 'wsmon-overview',
+    },
+
+    alertmanager: {
+      groupBy: ['alertname', 'instance'],
+      groupWait: '30s',
+      groupInterval: '5m',
+      repeatInterval: '4h',
+      templateFile: 'wsmon.tmpl',
+      // Indicators that are one signal seen two ways: a critical alert on any of them silences
+      // the warnings on all of them (twins on the same indicator are always inhibited).
+      inhibitFamilies: [['message_error_rate', 'message_success_rate']],
+    },
+
+    // Placeholders: `wsmon alerts render-config` fills them from WSMON_SMTP_* at render time.
+    // Alertmanager 0.25 does not expand environment variables in its config, and the password
+    // is only ever referenced by file, never written here.
+    smtp: {
+      smarthost: 'smtp.example.com:587',
+      from: 'wsmon-alerts@example.com',
+      warningTo: 'oncall@example.com',
+      criticalTo: 'oncall@example.com',
+      username: 'wsmon-alerts@example.com',
+      passwordFile: '/etc/alertmanager/smtp_password',
+      requireTls: true,
+    },
+  },
+}

@@ -1,0 +1,113 @@
+// Recording rules: one per indicator of alerting/indicators.py (the keys thresholds.yaml names),
+// computed per wsmon instance. Dashboards and alerts read these names, never the raw PromQL.
+//
+// Every division keeps only a positive denominator (`> 0`) and every quantile only a window with
+// observations, so an idle server records nothing instead of NaN and no alert fires on 0/0.
+{
+  local c = $._config { by: $._config.instanceLabels, sel: $._config.wsmonSelector, w: $._config.rateWindow },
+
+  // indicator key -> { record, expr }; in evaluation order (a rule may read an earlier one).
+  indicatorRules:: {
+    message_error_rate: {
+      record: 'wsmon:message_error_rate:ratio_rate' + c.w,
+      // A server that never refused a message has no error series yet: count it as 0 errors.
+      expr: |||
+        (
+          sum by (%(by)s) (rate(wsmon_message_errors_total{%(sel)s}[%(w)s]))
+          or
+          0 * sum by (%(by)s) (rate(wsmon_messages_received_total{%(sel)s}[%(w)s]))
+        )
+        /
+        (sum by (%(by)s) (rate(wsmon_messages_received_total{%(sel)s}[%(w)s])) > 0)
+      ||| % c,
+    },
+    message_success_rate: {
+      record: 'wsmon:message_success_rate:ratio_rate' + c.w,
+      expr: '1 - %s\n' % $.indicatorRules.message_error_rate.record,
+    },
+    average_latency: {
+      record: 'wsmon:message_latency_seconds:avg_rate' + c.w,
+      expr: |||
+        sum by (%(by)s) (rate(wsmon_message_latency_seconds_sum{%(sel)s}[%(w)s]))
+        /
+        (sum by (%(by)s) (rate(wsmon_message_latency_seconds_count{%(sel)s}[%(w)s])) > 0)
+      ||| % c,
+    },
+    p99_latency: {
+      record: 'wsmon:message_latency_seconds:p99_rate' + c.w,
+      expr: |||
+        histogram_quantile(0.99, sum by (%(by)s, le) (rate(wsmon_message_latency_seconds_bucket{%(sel)s}[%(w)s])))
+        and on (%(by)s)
+        (sum by (%(by)s) (rate(wsmon_message_latency_seconds_count{%(sel)s}[%(w)s])) > 0)
+      ||| % c,
+    },
+    pool_utilization: {
+      record: 'wsmon:pool_utilization:ratio',
+      expr: |||
+        sum by (%(by)s) (wsmon_connections_active{%(sel)s})
+        /
+        (sum by (%(by)s) (wsmon_pool_capacity{%(sel)s}) > 0)
+      ||| % c,
+    },
+    connection_rejection_rate: {
+      record: 'wsmon:connection_rejection_rate:ratio_rate' + c.w,
+      // A drain refuses connections on purpose (a deploy); only the other reasons degrade service.
+      expr: |||
+        sum by (%(by)s) (rate(wsmon_connections_rejected_total{%(sel)s, reason!="draining"}[%(w)s]))
+        /
+        (
+          (
+            sum by (%(by)s) (rate(wsmon_connections_opened_total{%(sel)s}[%(w)s]))
+            +
+            sum by (%(by)s) (rate(wsmon_connections_rejected_total{%(sel)s, reason!="draining"}[%(w)s]))
+          )
+          > 0
+        )
+      ||| % c,
+    },
+    worker_imbalance: {
+      record: 'wsmon:worker_imbalance:ratio',
+      // An idle worker counts as 1 connection, so a worker left empty shows as the busiest's count.
+      expr: |||
+        max by (%(by)s) (wsmon_connections_active{%(sel)s})
+        /
+        clamp_min(min by (%(by)s) (wsmon_connections_active{%(sel)s}), 1)
+        and on (%(by)s)
+        (
+          sum by (%(by)s) (wsmon_connections_active{%(sel)s})
+          >=
+          %(imbalanceMinConnectionsPerWorker)d * count by (%(by)s) (wsmon_connections_active{%(sel)s})
+        )
+      ||| % c,
+    },
+    broadcast_time: {
+      record: 'wsmon:broadcast_duration_seconds:p99_rate' + c.w,
+      expr: |||
+        histogram_quantile(0.99, sum by (%(by)s, le) (rate(wsmon_broadcast_duration_seconds_bucket{%(sel)s}[%(w)s])))
+        and on (%(by)s)
+        (sum by (%(by)s) (rate(wsmon_broadcast_duration_seconds_count{%(sel)s}[%(w)s])) > 0)
+      ||| % c,
+    },
+    probe_failure: {
+      // wsmon_probe_success{probe}: 1 when a synthetic probe run passed, 0 when it failed.
+      record: 'wsmon:probe_failure:ratio_avg' + c.w,
+      expr: |||
+        1 - avg by (%(by)s) (avg_over_time(wsmon_probe_success{%(sel)s}[%(w)s]))
+      ||| % c,
+    },
+    instance_down: {
+      record: 'wsmon:instance_down:bool',
+      expr: '1 - up{%(sel)s}\n' % c,
+    },
+  },
+
+  prometheusRules+:: {
+    groups+: [{
+      name: 'wsmon.rules',
+      rules: [
+        $.indicatorRules[i.key]
+        for i in $.catalogue
+      ],
+    }],
+  },
+}

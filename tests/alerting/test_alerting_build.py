@@ -1,0 +1,269 @@
+"""The Jsonnet build: generated files are current, well formed, and pass promtool and amtool."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from alerting_stack import REPO, tool
+from click.testing import CliRunner
+
+from alerting import DEFAULT_THRESHOLDS, HERE, build
+from alerting.thresholds import Threshold, load, parse
+from exporter.cli import main
+
+GENERATED = HERE / "generated"
+HAND_WRITTEN_TESTS = sorted((HERE / "tests").glob("*.yaml"))
+DEFAULTS = load(DEFAULT_THRESHOLDS)
+
+
+def rules_of(files: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Rule name (alert or record) -> rule, from a rendered rules.yaml."""
+    document = yaml.safe_load(files[build.RULES])
+    return {
+        rule.get("alert", rule.get("record")): rule
+        for group in document["groups"]
+        for rule in group["rules"]
+    }
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, str]:
+    return build.render(DEFAULTS)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, files: dict[str, str]) -> Path:
+    """The current sources built into a scratch copy of alerting/, hand-written tests beside it."""
+    root = tmp_path_factory.mktemp("alerting")
+    build.write(files, root / "generated")
+    (root / "tests").mkdir()
+    for test in HAND_WRITTEN_TESTS:
+        shutil.copy(test, root / "tests")
+    return root
+
+
+def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=cwd, check=False)
+
+
+def test_checked_in_output_is_what_make_rules_builds(files: dict[str, str]) -> None:
+    stale = build.stale(files, GENERATED)
+    assert stale == [], f"alerting/generated is stale ({', '.join(stale)}): run `make rules`"
+    result = CliRunner().invoke(main, ["rules", "build", "--output", str(GENERATED), "--check"])
+    assert (result.exit_code, result.output.strip()) == (0, f"{GENERATED}: up to date")
+
+
+def test_check_flags_a_stale_directory(tmp_path: Path, files: dict[str, str]) -> None:
+    build.write(files, tmp_path)
+    (tmp_path / build.RULES).write_text("# edited by hand\n")
+    result = CliRunner().invoke(main, ["rules", "build", "--output", str(tmp_path), "--check"])
+    assert result.exit_code == 1
+    assert f"{tmp_path}: out of date: rules.yaml; run `make rules`" in result.output
+
+
+def test_build_writes_every_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["rules", "build", "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    names = {"rules.yaml", "alerts_test.yaml", "alertmanager.yml", "wsmon.tmpl"}
+    assert {p.name for p in tmp_path.iterdir()} == names
+
+
+def test_one_recording_rule_per_metric_and_the_health_rule(files: dict[str, str]) -> None:
+    records = {name for name, rule in rules_of(files).items() if "record" in rule}
+    assert records == {
+        "wsmon:message_error_rate:ratio_rate5m",
+        "wsmon:message_success_rate:ratio_rate5m",
+        "wsmon:message_latency_seconds:avg_rate5m",
+        "wsmon:message_latency_seconds:p99_rate5m",
+        "wsmon:pool_utilization:ratio",
+        "wsmon:connection_rejection_rate:ratio_rate5m",
+        "wsmon:worker_imbalance:ratio",
+        "wsmon:broadcast_duration_seconds:p99_rate5m",
+        "wsmon:probe_failure:ratio_avg5m",
+        "wsmon:instance_down:bool",
+        "wsmon:health:status",
+    }
+
+
+def test_one_alert_per_enabled_threshold_with_everything_on_call_needs(
+    files: dict[str, str],
+) -> None:
+    rules = rules_of(files)
+    runbook = (HERE / "runbooks.md").read_text()
+    enabled = [t for t in DEFAULTS if t.enabled]
+    assert {name for name, rule in rules.items() if "alert" in rule} == {t.name for t in enabled}
+    for threshold in enabled:
+        rule = rules[threshold.name]
+        assert rule["labels"] == {
+            "severity": threshold.severity,
+            "indicator": threshold.metric,
+            "service": "wsmon",
+        }
+        assert rule["for"] == threshold.for_
+        notes = rule["annotations"]
+        assert set(notes) == {
+            "summary",
+            "description",
+            "value",
+            "threshold",
+            "runbook_url",
+            "dashboard_url",
+        }
+        assert "{{ $value" in notes["description"], "the description shows the value"
+        assert threshold.text() in notes["description"]
+        assert notes["threshold"] == threshold.text()
+        anchor = notes["runbook_url"].rpartition("#")[2]
+        assert notes["runbook_url"].split("#")[0].endswith("alerting/runbooks.md")
+        assert anchor == threshold.name.lower()
+        assert f"\n## {threshold.name}\n" in runbook, f"runbooks.md lacks ## {threshold.name}"
+        assert re.match(r"^http://localhost:3000/d/wsmon-[a-z]+\?", notes["dashboard_url"])
+
+
+def test_runbooks_have_a_section_for_every_threshold() -> None:
+    headings = re.findall(r"^## (\w+)$", (HERE / "runbooks.md").read_text(), re.MULTILINE)
+    assert sorted(headings) == sorted(t.name for t in DEFAULTS)
+
+
+def test_disabled_thresholds_make_no_alert_and_conditions_reach_promql() -> None:
+    entries: list[Any] = yaml.safe_load(DEFAULT_THRESHOLDS.read_text())
+    entries[0] |= {"enabled": False}
+    entries[1] |= {"enabled": True, "condition": "<=", "value": 0.995, "for": "90s"}
+    rules = rules_of(build.render(parse(entries, "t.yaml")))
+    assert entries[0]["name"] not in rules
+    rule = rules[entries[1]["name"]]
+    assert rule["expr"] == "wsmon:message_success_rate:ratio_rate5m <= 0.995"
+    assert rule["for"] == "90s"
+
+
+def test_overrides_reach_names_windows_and_alertmanager() -> None:
+    overrides = {
+        "rateWindow": "10s",
+        "alertmanager": {"groupWait": "1s", "repeatInterval": "3s"},
+        "smtp": {"smarthost": "127.0.0.1:2525", "username": ""},
+    }
+    files = build.render(DEFAULTS, overrides)
+    rules = rules_of(files)
+    assert "wsmon:message_error_rate:ratio_rate10s" in rules
+    assert "[10s]" in rules["wsmon:message_error_rate:ratio_rate10s"]["expr"]
+    assert rules["WsmonMessageErrorRateHigh"]["expr"].startswith(
+        "wsmon:message_error_rate:ratio_rate10s > "
+    )
+    config = yaml.safe_load(files[build.ALERTMANAGER])
+    route = config["route"]
+    assert (route["group_wait"], route["group_interval"], route["repeat_interval"]) == (
+        "1s",
+        "5m",
+        "3s",
+    )
+    for receiver in config["receivers"]:
+        (email,) = receiver["email_configs"]
+        assert email["smarthost"] == "127.0.0.1:2525"
+        assert "auth_username" not in email
+        assert "auth_password_file" not in email
+        assert email["from"] == "wsmon-alerts@example.com", "a deep merge keeps the rest"
+
+
+def test_alertmanager_config_routes_groups_inhibits_and_holds_no_secret(
+    files: dict[str, str],
+) -> None:
+    config = yaml.safe_load(files[build.ALERTMANAGER])
+    route = config["route"]
+    assert route["group_by"] == ["alertname", "instance"]
+    assert {r["receiver"]: r["matchers"] for r in route["routes"]} == {
+        "wsmon-critical": ['severity="critical"'],
+        "wsmon-warning": ['severity="warning"'],
+    }
+    for receiver in config["receivers"]:
+        (email,) = receiver["email_configs"]
+        assert email["send_resolved"] is True
+        assert email["auth_password_file"] == "/etc/alertmanager/smtp_password"
+        assert {"to", "from", "smarthost", "auth_username"} <= set(email)
+    assert "auth_password:" not in files[build.ALERTMANAGER]
+    assert "smtp_auth_password:" not in files[build.ALERTMANAGER]
+    twin, family = config["inhibit_rules"]
+    assert twin == {
+        "source_matchers": ['severity="critical"'],
+        "target_matchers": ['severity="warning"'],
+        "equal": ["indicator", "instance"],
+    }
+    assert family["equal"] == ["instance"]
+    assert 'indicator=~"message_error_rate|message_success_rate"' in family["source_matchers"]
+    template = files[config["templates"][0]]
+    for shown in ("Annotations.value", "Annotations.threshold", "runbook_url", "dashboard_url"):
+        assert shown in template
+
+
+def test_every_alert_has_a_firing_and_a_quiet_promtool_case(files: dict[str, str]) -> None:
+    cases = yaml.safe_load(files[build.PROMTOOL_TESTS])["tests"]
+    seen: dict[str, list[bool]] = {}
+    for case in cases:
+        *pending, check = case["alert_rule_test"]
+        seen.setdefault(check["alertname"], []).append(bool(check["exp_alerts"]))
+        assert all(not p["exp_alerts"] for p in pending), "before `for` has passed: pending"
+    assert seen == {t.name: [True, False] for t in DEFAULTS if t.enabled}
+
+
+def test_promtool_check_rules(built: Path) -> None:
+    result = run(tool("promtool"), "check", "rules", str(built / "generated" / build.RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 25 rules found" in result.stdout
+
+
+def test_amtool_check_config(built: Path) -> None:
+    result = run(tool("amtool"), "check-config", str(built / "generated" / build.ALERTMANAGER))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 inhibit rules" in result.stdout
+    assert "1 templates" in result.stdout
+
+
+def test_promtool_test_rules(built: Path) -> None:
+    tests = [str(p) for p in sorted((built / "tests").glob("*.yaml"))]
+    result = run(tool("promtool"), "test", "rules", *tests, "generated/alerts_test.yaml", cwd=built)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(tests) + 1
+
+
+ERROR_RATE_RULE = "message_error_rate:ratio_rate5m > 0.01\n    for: 5m\n"
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        ERROR_RATE_RULE.replace("0.01", "0.2"),
+        ERROR_RATE_RULE.replace("5m\n", "0s\n"),
+    ],
+    ids=["threshold", "for"],
+)
+def test_promtool_tests_catch_a_wrong_rule(built: Path, tmp_path: Path, wrong: str) -> None:
+    """The generated cases are not a tautology: a rule that drifts from its entry fails."""
+    shutil.copytree(built / "generated", tmp_path / "generated")
+    rules = tmp_path / "generated" / build.RULES
+    text = rules.read_text()
+    assert text.count(ERROR_RATE_RULE) == 1
+    rules.write_text(text.replace(ERROR_RATE_RULE, wrong))
+    result = run(tool("promtool"), "test", "rules", "generated/alerts_test.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "WsmonMessageErrorRateHigh fires at" in result.stdout + result.stderr
+
+
+def test_make_rules_is_the_documented_way() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    assert (
+        "wsmon rules build --thresholds alerting/thresholds.yaml --output alerting/generated"
+        in (makefile)
+    )
+
+
+def test_threshold_entries_turn_into_json_for_jsonnet() -> None:
+    threshold = Threshold("X", "instance_down", ">=", 1.0, "1m", "critical", True)
+    assert threshold.to_json()["value"] == "1"
+    assert (
+        Threshold("X", "pool_utilization", ">", 0.9, "1m", "critical", True).to_json()["display"]
+        == "90%"
+    )
