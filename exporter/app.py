@@ -16,10 +16,11 @@ from aiohttp.http_websocket import WebSocketError
 from . import health, protocol
 from .cluster import Cluster, Standalone
 from .config import Settings
+from .exposition import Exposition
 from .frames import text_frame
 from .handlers import Handlers
 from .hub import Connection, Hub
-from .metrics import Cell, WorkerMetrics, render
+from .metrics import Cell, WorkerMetrics
 from .protocol import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Worker:
         self.cluster = cluster_factory(self.metrics, self.hub)
         self.handlers = Handlers(self.hub, self.cluster, self.metrics)
         self.draining = False
+        self.exposition = Exposition()
         # Connection ids are unique across workers and restarts: worker, process nonce, sequence.
         self._ids = itertools.count(1)
         self._nonce = secrets.token_hex(3)
@@ -221,7 +223,7 @@ class Worker:
 
     async def serve_metrics(self, request: web.Request) -> web.Response:
         snapshot = await self.cluster.collect()
-        body, content_type = render(snapshot, request.headers.get("Accept"))
+        body, content_type = self.exposition.render(snapshot, request.headers.get("Accept"))
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def serve_healthz(self, request: web.Request) -> web.Response:

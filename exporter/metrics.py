@@ -3,7 +3,7 @@
 The per-message path never calls prometheus_client: it adds to plain Python cells (an int attribute)
 and histogram bucket lists that were bound to their labels at start-up. Each worker hands a snapshot
 of those cells to the supervisor, which sums the workers' snapshots (plus what workers that died had
-counted) and prometheus_client renders the sum only when /metrics is scraped. prometheus_client's
+counted) when /metrics is scraped, and exposition.py writes the sum. prometheus_client's
 multiprocess mode would cost 2-3x its in-process calls on every message
 (../shared/PERFORMANCE-NOTES.md).
 
@@ -13,22 +13,12 @@ connection or address.
 
 from __future__ import annotations
 
-import sys
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import CollectorRegistry
-from prometheus_client.utils import floatToGoString
-
-from . import __version__, protocol
+from . import protocol
 
 COUNTER: Final = "counter"
 GAUGE: Final = "gauge"
@@ -293,66 +283,6 @@ def merge(snapshots: Iterable[Snapshot]) -> Snapshot:
 def without_gauges(snapshot: Snapshot) -> Snapshot:
     """What a dead worker leaves behind: its counters and histograms, not its gauges."""
     return {name: rows for name, rows in snapshot.items() if SPECS[name].kind != GAUGE}
-
-
-def _bucket_label(bound: float) -> str:
-    label: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
-    return label
-
-
-def _cumulative(counts: Sequence[int]) -> list[int]:
-    total, out = 0, []
-    for count in counts:
-        total += count
-        out.append(total)
-    return out
-
-
-class SnapshotCollector:
-    """Presents a merged snapshot to prometheus_client for exposition."""
-
-    def __init__(self, snapshot: Mapping[str, list[list[Any]]]) -> None:
-        self._snapshot = snapshot
-
-    def collect(self) -> Iterator[Metric]:
-        info = GaugeMetricFamily(
-            "wsmon_build_info",
-            "wsmon version and Python version; always 1.",
-            labels=("version", "python"),
-        )
-        info.add_metric((__version__, ".".join(map(str, sys.version_info[:3]))), 1)
-        yield info
-        for spec in CATALOGUE:
-            rows = self._snapshot.get(spec.name)
-            if not rows:
-                continue
-            rows = sorted(rows, key=lambda row: row[0])
-            metric: Metric
-            if spec.kind == HISTOGRAM:
-                edges = [_bucket_label(b) for b in spec.buckets] + ["+Inf"]
-                metric = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
-                for labels, counts, total in rows:
-                    cumulative = _cumulative(counts)
-                    metric.add_metric(labels, list(zip(edges, cumulative, strict=True)), total)
-            elif spec.kind == COUNTER:
-                metric = CounterMetricFamily(spec.name, spec.help, labels=spec.labels)
-                for labels, value in rows:
-                    metric.add_metric(labels, value)
-            else:
-                metric = GaugeMetricFamily(spec.name, spec.help, labels=spec.labels)
-                for labels, value in rows:
-                    metric.add_metric(labels, value)
-            yield metric
-
-
-def render(snapshot: Snapshot, accept: str | None) -> tuple[bytes, str]:
-    """Exposition text for a merged snapshot, in the format the scraper asked for."""
-    from prometheus_client.exposition import choose_encoder
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(snapshot))
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(registry), content_type
 
 
 class WorkerMetrics:

@@ -103,7 +103,7 @@ def main(quick: bool, only: tuple[str, ...], out: Path) -> None:
                 sections.many_connections(
                     [500, big] if quick else [2000, 5000, 10_000],
                     seconds=3 if quick else 10,
-                    rounds=1 if quick else 3,
+                    rounds=1 if quick else 5,
                 )
             ],
         ),

@@ -1,11 +1,12 @@
-"""Local cells, snapshots, the supervisor's merge, and the exposition prometheus_client renders."""
+"""Local cells, snapshots, the supervisor's merge, and what /metrics makes of them."""
 
 import sys
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
-from exporter.metrics import Histogram, Registry, WorkerMetrics, merge, render, without_gauges
+from exporter.exposition import Exposition
+from exporter.metrics import Histogram, Registry, WorkerMetrics, merge, without_gauges
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -31,7 +32,7 @@ def test_merge_sums_counters_keeps_gauges_per_worker() -> None:
         worker.active.value = 2 + index
         worker.latency["echo"].observe(0.001)
         worker.error("invalid", "invalid_json")
-    exposed = samples(render(merge(w.registry.snapshot() for w in workers), None)[0])
+    exposed = samples(Exposition().render(merge(w.registry.snapshot() for w in workers), None)[0])
     assert exposed[("wsmon_messages_received_total", (("type", "echo"),))] == 7
     assert exposed[("wsmon_connections_active", (("worker", "0"),))] == 2
     assert exposed[("wsmon_connections_active", (("worker", "1"),))] == 3
@@ -49,7 +50,7 @@ def test_dead_worker_leaves_counters_not_gauges() -> None:
     worker.opened.value = 5
     worker.active.value = 5
     retired = without_gauges(worker.registry.snapshot())
-    exposed = samples(render(merge([retired]), None)[0])
+    exposed = samples(Exposition().render(merge([retired]), None)[0])
     assert exposed[("wsmon_connections_opened_total", (("worker", "0"),))] == 5
     assert ("wsmon_connections_active", (("worker", "0"),)) not in exposed
 
@@ -67,6 +68,6 @@ def test_merge_does_not_alias_its_inputs() -> None:
 
 
 def test_openmetrics_is_served_when_asked_for() -> None:
-    body, content_type = render(Registry().snapshot(), "application/openmetrics-text")
+    body, content_type = Exposition().render(Registry().snapshot(), "application/openmetrics-text")
     assert content_type.startswith("application/openmetrics-text")
     assert body.endswith(b"# EOF\n")
