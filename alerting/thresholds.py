@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
+from exporter.yamlfile import YamlFileError, read_yaml
 
 from .indicators import BY_KEY, Indicator
 
@@ -182,15 +182,8 @@ def parse(data: Any, source: str) -> tuple[Threshold, ...]:
 
 def load(path: Path) -> tuple[Threshold, ...]:
     """Read and check a thresholds file; every problem is in the one ThresholdsError."""
-    source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ThresholdsError(f"{source}: cannot read thresholds: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ThresholdsError(f"{source}: not valid YAML{where}: {exc}") from None
-    return parse(data, source)
+        data = read_yaml(path, "thresholds")
+    except YamlFileError as exc:
+        raise ThresholdsError(str(exc)) from None
+    return parse(data, str(path))
