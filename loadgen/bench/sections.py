@@ -11,10 +11,12 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -122,9 +124,9 @@ def echo_cost(rounds: int, seconds: float, connections: int = 50) -> Section:
         section.rows.append(
             {
                 "server": name,
-                "msg/s": round(rate),
-                "server CPU µs/msg": round(cost, 2),
-                "ratio to bare aiohttp": round(cost / baseline, 3),
+                "msg/s": rate,
+                "server CPU µs/msg": cost,
+                "ratio to bare aiohttp": cost / baseline,
                 "runs": runs[name],
             }
         )
@@ -169,9 +171,9 @@ def open_model(
     workers = [w for p in parts for w in (p["workers"] or [])]
     return {
         "connections": connections,
-        "offered msg/s": round(connections * rate),
-        "connection success %": round(100 * opened / connections, 2),
-        "message success %": round(100 * answered / sent, 3) if sent else None,
+        "offered msg/s": connections * rate,
+        "connection success %": 100 * opened / connections,
+        "message success %": 100 * answered / sent if sent else None,
         "p50 ms": merged.get_value_at_percentile(50) / 1000,
         "p99 ms": merged.get_value_at_percentile(99) / 1000,
         "max ms": merged.get_max_value() / 1000,
@@ -241,7 +243,7 @@ def many_connections(sizes: Sequence[int], seconds: float, rounds: int) -> Secti
     wsmon, bare = results[("wsmon --workers 2", largest)], results[("bare aiohttp x2", largest)]
     section.target(
         f"wsmon p99 ÷ bare p99 at {largest}",
-        round(wsmon["p99 ms"] / max(bare["p99 ms"], 0.001), 2),
+        wsmon["p99 ms"] / max(bare["p99 ms"], 0.001),
         1.2,
     )
     section.target(
@@ -300,8 +302,8 @@ def idle_memory(connections: int) -> Section:
             {
                 "server": name,
                 "connected": connected,
-                "KiB per connection": round((after - before) / max(connected, 1) / 1024, 2),
-                "connects/s": round(connected / max(r["connect_seconds"] for r in ready)),
+                "KiB per connection": (after - before) / max(connected, 1) / 1024,
+                "connects/s": connected / max(r["connect_seconds"] for r in ready),
             }
         )
     section.target(
@@ -417,7 +419,7 @@ def broadcast_and_scrape(connections: int, broadcasts: int) -> list[Section]:
             "measured at": f"floor: plain socket.send of one frame to {connections // 2} "
             "loopback sockets (one worker's share), no server",
             "broadcasts": 5,
-            "p50 ms": round(floor, 2),
+            "p50 ms": floor,
         }
     )
     fanout.note = (
@@ -444,7 +446,7 @@ def _pct(ordered: Sequence[float], percentile: float) -> float | None:
     if not ordered:
         return None
     rank = max(1, round(percentile / 100 * len(ordered) + 0.4999))
-    return round(ordered[min(rank, len(ordered)) - 1], 3)
+    return ordered[min(rank, len(ordered)) - 1]
 
 
 def _histogram_from_metrics(url: str, name: str, selector: str) -> Figures:
@@ -474,7 +476,7 @@ def _histogram_from_metrics(url: str, name: str, selector: str) -> Figures:
     return {
         "p50 ms": f"≤ {quantile(0.5)}",
         "p99 ms": f"≤ {quantile(0.99)}",
-        "mean ms": round(total / count * 1000, 3) if count else None,
+        "mean ms": total / count * 1000 if count else None,
     }
 
 
@@ -493,8 +495,8 @@ def workers(seconds: float, spread_connections: int) -> Section:
         section.rows.append(
             {
                 "server": name,
-                "msg/s": round(rate),
-                "server CPU µs/msg": round(cost, 2),
+                "msg/s": rate,
+                "server CPU µs/msg": cost,
                 "max/min connections per worker": spread_of,
             }
         )
@@ -516,4 +518,57 @@ def workers(seconds: float, spread_connections: int) -> Section:
         "On 2 cores the client competes with the server: a second worker adds "
         "capacity only as far as a core is free."
     )
+    return section
+
+
+# 8 --------------------------------------------------------------------------------------------
+
+
+def loadgen_cost(connections: int, interval: float, seconds: float) -> Section:
+    """`wsmon loadtest` itself, as CI runs it, against wsmon: the CPU it reports for itself."""
+    section = Section(
+        "loadgen_cost",
+        f"The load generator's own cost: wsmon loadtest custom --connections {connections} "
+        f"--interval {interval:g} --duration {seconds:g}, against wsmon --workers 2",
+        ["messages", "CPU s", "% of one core", "messages per CPU-second", "p99 ms"],
+    )
+    with running(start_wsmon(2)) as server, tempfile.TemporaryDirectory() as scratch:
+        report_path = Path(scratch) / "report.json"
+        wsmon = Path(sys.executable).with_name("wsmon")
+        subprocess.run(
+            [
+                str(wsmon),
+                "loadtest",
+                "custom",
+                "--connections",
+                str(connections),
+                "--interval",
+                str(interval),
+                "--duration",
+                str(seconds),
+                "--ramp-up",
+                "2",
+                "--url",
+                server.url,
+                "--quiet",
+                "--no-report",
+                "--json",
+                str(report_path),
+            ],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            timeout=seconds + 120,
+        )
+        report = orjson.loads(report_path.read_bytes())
+    cpu = report["cpu"]
+    section.rows.append(
+        {
+            "messages": report["messages"]["attempted"],
+            "CPU s": cpu["cpu_s"],
+            "% of one core": cpu["percent_of_core"],
+            "messages per CPU-second": cpu["messages_per_cpu_second"],
+            "p99 ms": report["latency"]["p99_ms"],
+        }
+    )
+    section.target("load generator, % of one core", cpu["percent_of_core"], 50, unit=" %")
     return section
