@@ -23,6 +23,7 @@ PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
 def free_port() -> int:
+    """A port nothing listens on right now (the OS's choice, released for the caller)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -30,6 +31,7 @@ def free_port() -> int:
 
 
 def children(pid: int) -> list[int]:
+    """The pids of `pid`'s direct children."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         with contextlib.suppress(OSError):

@@ -1,109 +1,34 @@
-"""Real processes for the alerting tests: a generic supervised process, free ports, an SMTP sink.
+"""Real processes for the alerting tests: prometheus, alertmanager, `wsmon serve`, an SMTP sink.
 
-Everything listens on 127.0.0.1 with ports picked at run time. Processes are stopped by their own
-pid (SIGTERM, then SIGKILL); their output is read by a thread so a full pipe never blocks them,
-and kept so a failing test can show it.
+Everything listens on 127.0.0.1 with ports picked at run time. The processes are
+support.processes services: stopped by their own pid (SIGTERM, then SIGKILL); their output is read
+by a thread so a full pipe never blocks them, and kept so a failing test can show it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email
 import email.policy
-import re
+import functools
 import shutil
-import socket
-import subprocess
-import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from support import polling
+from support.processes import HOST, Service, Wsmon, free_port
 
-HOST = "127.0.0.1"
-STOP_TIMEOUT = 15.0
 START_TIMEOUT = 20.0
 REPO = Path(__file__).resolve().parents[2]
-WSMON = Path(sys.executable).parent / "wsmon"
-READY_LINE = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the OS's choice, released for the caller)."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Service:
-    """One child process, its combined output collected line by line."""
-
-    def __init__(self, name: str, argv: Sequence[str], cwd: Path | None = None) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            self.argv,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, name=f"{name}-log", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._reader.join(5)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]],
-    accept: Callable[[T], bool],
-    *,
-    within: float,
-    what: str,
-    interval: float = 0.2,
-) -> T:
-    """Await `check` until `accept(result)`; fail with the last result after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if accept(result):
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what}: still not true after {within:.0f}s; last value: {result!r}")
-        await asyncio.sleep(interval)
+# A check may query Prometheus or run `wsmon alerts`: poll every 0.2 s, not every 0.05 s.
+eventually = functools.partial(polling.eventually, interval=0.2)
 
 
 @dataclass(frozen=True)
@@ -229,18 +154,10 @@ class Stack:
         wait_ready(service, lambda: answers(f"{url}/-/ready"), START_TIMEOUT, "ready")
         return service, url
 
-    def wsmon(self, *flags: str) -> tuple[Service, int]:
-        service = self._start("wsmon", [str(WSMON), "serve", "--host", HOST, "--port", "0", *flags])
-        found: list[int] = []
-
-        def listening() -> bool:
-            match = READY_LINE.search(service.log)
-            if match:
-                found.append(int(match.group(1)))
-            return bool(match)
-
-        wait_ready(service, listening, START_TIMEOUT, "serving")
-        return service, found[0]
+    def wsmon(self, *flags: str) -> tuple[Wsmon, int]:
+        service = Wsmon(*flags, start_timeout=START_TIMEOUT)
+        self.services.append(service)
+        return service, service.port
 
     def stop_all(self) -> None:
         for service in reversed(self.services):

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alerting_stack import HOST, Stack, free_port
+from alerting_stack import Stack
 from click.testing import CliRunner, Result
+from support.processes import HOST, free_port
 
 from alerting import DEFAULT_THRESHOLDS, build
 from alerting.thresholds import load

@@ -30,7 +30,8 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from alerting_stack import HOST, WSMON, Mail, SmtpSink, Stack, eventually
+from alerting_stack import Mail, SmtpSink, Stack, eventually
+from support.processes import HOST, WSMON
 
 from alerting import DEFAULT_THRESHOLDS, build, smtp
 from alerting.thresholds import load

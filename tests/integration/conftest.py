@@ -5,9 +5,10 @@ Every test here talks to a server started exactly as an operator would start it
 worker processes. Clients use the `websockets` library (as loadgen does), never aiohttp, so the
 server is checked against an independent WebSocket implementation.
 
-Helpers live here and reach the tests through fixtures (`module_wsmon`, `wsmon`) and the objects
-they return (`WsmonServer.connect`, `WsmonServer.scrape`, ...), so no test module imports conftest
-at run time.
+The process, /metrics parsing and polling come from tests/support (shared with the other test
+folders); the WebSocket clients are integration-only. Helpers reach the tests through fixtures
+(`module_wsmon`, `wsmon`) and the objects they return (`WsmonServer.connect`,
+`WsmonServer.scrape`, ...), so no test module imports conftest at run time.
 """
 
 from __future__ import annotations
@@ -16,95 +17,23 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from support.metrics import Metrics
+from support.polling import eventually
+from support.processes import Wsmon, pid_exists
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-HOST = "127.0.0.1"
-START_TIMEOUT = 15.0  # seconds for `serving on http://...` to appear on stderr
-STOP_TIMEOUT = 15.0  # SIGTERM drains for at most --drain-seconds (10 s by default) + 2 s
 RECV_TIMEOUT = 5.0  # one frame; generous for a 2-core machine running 3 Python processes
-READY_LINE = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
-WSMON = Path(sys.executable).parent / "wsmon"
 
-T = TypeVar("T")
 Frame = dict[str, Any]
-LabelSet = frozenset[tuple[str, str]]
-
-
-# -- polling -------------------------------------------------------------------------------------
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]],
-    accept: Callable[[T], bool],
-    *,
-    within: float,
-    interval: float = 0.05,
-    what: str,
-) -> T:
-    """Call `check` until `accept(result)` holds; fail with the last result after `within` s."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if accept(result):
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{what}: still not true after {within:.1f}s; last value: {result!r}")
-        await asyncio.sleep(interval)
-
-
-# -- /metrics ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, repr=False)
-class Metrics:
-    """One parsed /metrics scrape: sample name + label set -> value."""
-
-    text: str
-    samples: dict[tuple[str, LabelSet], float]
-
-    def __repr__(self) -> str:  # keeps assertion messages readable
-        return f"<Metrics: {len(self.samples)} samples>"
-
-    @classmethod
-    def parse(cls, text: str) -> Metrics:
-        samples: dict[tuple[str, LabelSet], float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-        return cls(text, samples)
-
-    def value(self, name: str, **labels: str) -> float:
-        """The sample with exactly these labels; 0 when the series does not exist (yet)."""
-        return self.samples.get((name, frozenset(labels.items())), 0.0)
-
-    def total(self, name: str, **labels: str) -> float:
-        """Sum of every sample of `name` whose labels include `labels` (e.g. over workers)."""
-        wanted = set(labels.items())
-        return sum(v for (n, ls), v in self.samples.items() if n == name and wanted <= ls)
-
-    def series(self, name: str) -> dict[LabelSet, float]:
-        return {ls: v for (n, ls), v in self.samples.items() if n == name}
-
-    def delta(self, before: Metrics, name: str, **labels: str) -> float:
-        """How far a summed counter moved since `before`."""
-        return self.total(name, **labels) - before.total(name, **labels)
 
 
 # -- WebSocket clients -----------------------------------------------------------------------------
@@ -227,114 +156,36 @@ class Client:
 # -- the server process --------------------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            children.extend(int(p) for p in task.read_text().split())
-    return children
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-    except OSError:
-        return []
-
-
-def pid_exists(pid: int) -> bool:
-    """True while `pid` is a process that has not exited (zombies count as exited)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 class WsmonServer:
-    """A running `wsmon serve`; stderr is read by a thread into `lines` so the pipe never fills."""
-
-    def __init__(self, flags: tuple[str, ...]) -> None:
-        self.flags = flags
-        self.argv = [str(WSMON), "serve", "--host", HOST, "--port", "0", *flags]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WSMON_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        self.port = 0
-        self.process = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,  # the log is on stderr; stdout joins it so nothing is lost
-            text=True,
-            env=env,
-        )
-        self._reader = threading.Thread(target=self._read, name=f"wsmon-{self.pid}", daemon=True)
-        self._reader.start()
-        if not self._ready.wait(START_TIMEOUT) or not self.port:
-            self.stop()
-            pytest.fail(
-                f"{' '.join(self.argv)} did not print 'serving on http://{HOST}:PORT' within "
-                f"{START_TIMEOUT:.0f}s (exit status {self.process.poll()}); log:\n{self.log}"
-            )
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if not self.port and (found := READY_LINE.search(line)):
-                self.port = int(found.group(1))
-                self._ready.set()
-        self._ready.set()  # EOF: the process is gone; stop waiting for the ready line
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def ws_url(self, path: str = "/ws") -> str:
-        return f"ws://{HOST}:{self.port}{path}"
-
-    def worker_pids(self) -> dict[int, int]:
-        """Worker index -> pid of the supervisor's live worker children."""
-        workers: dict[int, int] = {}
-        for child in _children(self.pid):
-            argv = _cmdline(child)
-            if "exporter.worker" in argv and "--index" in argv and pid_exists(child):
-                workers[int(argv[argv.index("--index") + 1])] = child
-        return workers
+    """A running `wsmon serve` (support.processes.Wsmon) and the WebSocket/HTTP clients for it."""
 
     pid_exists = staticmethod(pid_exists)
 
+    def __init__(self, flags: tuple[str, ...]) -> None:
+        self.flags = flags
+        self.service = service = Wsmon(*flags)
+        self.pid, self.port, self.base_url = service.pid, service.port, service.base_url
+
+    @property
+    def log(self) -> str:
+        return self.service.log
+
+    def ws_url(self, path: str = "/ws") -> str:
+        return self.service.ws_url(path)
+
+    def worker_pids(self) -> dict[int, int]:
+        """Worker index -> pid of the supervisor's live worker children."""
+        return self.service.worker_pids()
+
     def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
+        self.service.signal(signum)
 
     def wait(self, timeout: float) -> int:
-        return self.process.wait(timeout)
+        return self.service.wait(timeout)
 
     def stop(self) -> int:
         """SIGTERM and wait; if the drain hangs, kill the supervisor and its workers by pid."""
-        if self.process.poll() is None:
-            workers = list(self.worker_pids().values())
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                for pid in workers:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-        self._reader.join(5)
-        return self.process.returncode
+        return self.service.stop()
 
     # -- talking to it ---------------------------------------------------------------------------
 

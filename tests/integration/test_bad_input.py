@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Client, Eventually, Metrics, ServerFactory, WsmonServer
+    from conftest import Client, Eventually, ServerFactory, WsmonServer
+    from support.metrics import Metrics
 
 MAX_MESSAGE_BYTES = 1024
 RATE_LIMIT = 5

@@ -10,7 +10,8 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from conftest import Client, Eventually, Metrics, WsmonServer
+    from conftest import Client, Eventually, WsmonServer
+    from support.metrics import Metrics
 
 CLIENT_TYPES = (
     "echo",

@@ -22,7 +22,9 @@ import pytest
 from loadgen.local_server import is_listening
 
 if TYPE_CHECKING:
-    from conftest import LoadtestResult, Scrape, Server
+    from conftest import LoadtestResult
+    from support.metrics import Metrics
+    from support.processes import Wsmon
 
     Loadtest = Callable[..., LoadtestResult]
 
@@ -35,7 +37,7 @@ DELIVERY_TYPES = ("chat", "publish", "notify", "broadcast")
 
 
 @pytest.fixture(scope="module")
-def server(server_factory: Callable[..., Server]) -> Server:
+def server(server_factory: Callable[..., Wsmon]) -> Wsmon:
     return server_factory("--workers", "2")
 
 
@@ -43,21 +45,21 @@ def server(server_factory: Callable[..., Server]) -> Server:
 class CustomRun:
     result: LoadtestResult
     report: dict[str, Any]
-    before: Scrape
-    after: Scrape
+    before: Metrics
+    after: Metrics
     html: Path
 
     def delta(self, name: str, **labels: str) -> float:
-        return self.after.total(name, **labels) - self.before.total(name, **labels)
+        return self.after.delta(self.before, name, **labels)
 
 
 @pytest.fixture(scope="module")
 def custom_run(
-    server: Server, loadtest: Loadtest, tmp_path_factory: pytest.TempPathFactory
+    server: Wsmon, loadtest: Loadtest, tmp_path_factory: pytest.TempPathFactory
 ) -> CustomRun:
     """One short custom run through the guide's script, with every message type in the mix."""
     html = tmp_path_factory.mktemp("custom") / "report.html"
-    before = server.metrics()
+    before = server.scrape()
     result = loadtest(
         "custom",
         "--connections",
@@ -71,23 +73,23 @@ def custom_run(
         "--seed",
         "42",
         "--url",
-        server.url,
+        server.ws_url(),
         "--html",
         str(html),
         script=True,
     )
-    after = server.metrics()
+    after = server.scrape()
     assert result.report is not None, result.stdout + result.stderr
     return CustomRun(result, result.report, before, after, html)
 
 
 def test_light_profile_passes_and_writes_default_reports(
-    server: Server, loadtest: Loadtest, tmp_path: Path
+    server: Wsmon, loadtest: Loadtest, tmp_path: Path
 ) -> None:
     result = loadtest(
         "light",
         "--url",
-        server.url,
+        server.ws_url(),
         "--duration",
         "2",
         "--ramp-up",
@@ -155,12 +157,13 @@ def test_counts_agree_with_the_servers_own_counters(custom_run: CustomRun) -> No
 
 
 def test_tiny_worker_capacity_fails_connection_success(
-    server_factory: Callable[..., Server], loadtest: Loadtest
+    server_factory: Callable[..., Wsmon], loadtest: Loadtest
 ) -> None:
     full = server_factory("--workers", "2", "--worker-capacity", "5")
-    before = full.metrics()
+    before = full.scrape()
+    url = full.ws_url()
     result = loadtest(
-        "custom", "--connections", "20", "--interval", "0.2", "--duration", "2", "--url", full.url
+        "custom", "--connections", "20", "--interval", "0.2", "--duration", "2", "--url", url
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.report is not None
@@ -169,10 +172,8 @@ def test_tiny_worker_capacity_fails_connection_success(
     assert connection["success_pct"] < 95
     refused = connection["errors"]["closed_1013"]
     assert connection["succeeded"] + refused == 20
-    rejected = full.metrics().total("wsmon_connections_rejected_total", reason="capacity")
-    assert rejected - before.total("wsmon_connections_rejected_total", reason="capacity") == (
-        refused
-    )
+    rejected = full.scrape().delta(before, "wsmon_connections_rejected_total", reason="capacity")
+    assert rejected == refused
     verdicts = {t["threshold"]: t["passed"] for t in result.report["thresholds"]}
     assert verdicts["connection_success>95%"] is False
     assert "FAIL  connection_success>95%" in result.stdout
@@ -180,7 +181,7 @@ def test_tiny_worker_capacity_fails_connection_success(
 
 
 def test_slowed_server_fails_the_latency_threshold(
-    server_factory: Callable[..., Server], loadtest: Loadtest
+    server_factory: Callable[..., Wsmon], loadtest: Loadtest
 ) -> None:
     slow = server_factory("--workers", "1", "--inject-delay-ms", "300")
     result = loadtest(
@@ -194,7 +195,7 @@ def test_slowed_server_fails_the_latency_threshold(
         "--mix",
         "echo=1",
         "--url",
-        slow.url,
+        slow.ws_url(),
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.report is not None
