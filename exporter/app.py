@@ -11,6 +11,7 @@ from time import perf_counter
 
 import orjson
 from aiohttp import WSMsgType, web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_websocket import WebSocketError
 
 from . import health, protocol
@@ -46,6 +47,7 @@ class Worker:
         self.handlers = Handlers(self.hub, self.cluster, self.metrics)
         self.draining = False
         self.exposition = Exposition()
+        self._echoes: set[web.WebSocketResponse] = set()  # open /ws/echo connections
         # Connection ids are unique across workers and restarts: worker, process nonce, sequence.
         self._ids = itertools.count(1)
         self._nonce = secrets.token_hex(3)
@@ -64,33 +66,45 @@ class Worker:
             decode_text=decode_text,
         )
 
-    async def _refuse(self, request: web.Request) -> web.WebSocketResponse | None:
-        """Close at once with 1013 (full) or 1001 (draining); None when the worker has room."""
+    @property
+    def at_capacity(self) -> bool:
+        return len(self.hub.connections) + len(self._echoes) >= self.settings.worker_capacity
+
+    def _count_active(self) -> None:
+        self.metrics.active.value = len(self.hub.connections) + len(self._echoes)
+
+    async def _admit(
+        self, request: web.Request, decode_text: bool
+    ) -> tuple[web.WebSocketResponse, AbstractStreamWriter | None]:
+        """Complete the handshake, then close at once with 1001 (draining) or 1013 (full).
+
+        Checked after the handshake, so a drain that starts meanwhile cannot miss the connection.
+        Returns the socket and, when admitted, its stream (None when refused).
+        """
+        ws = self._websocket(decode_text)
+        stream = await ws.prepare(request)
         if self.draining:
             reason, code, text = "draining", GOING_AWAY, b"server shutting down"
-        elif len(self.hub.connections) >= self.settings.worker_capacity:
+        elif self.at_capacity:
             reason, code, text = "capacity", TRY_AGAIN_LATER, b"worker at capacity"
         else:
-            return None
+            return ws, stream
         self.metrics.rejected[reason].value += 1
-        ws = self._websocket()
-        await ws.prepare(request)
         await ws.close(code=code, message=text)
-        return ws
+        return ws, None
 
     async def serve_ws(self, request: web.Request) -> web.StreamResponse:
-        refused = await self._refuse(request)
-        if refused is not None:
-            return refused
         # Text frames stay bytes: orjson parses (and checks the UTF-8 of) bytes directly, and an
         # echo goes back as the very bytes that came in.
-        ws = self._websocket(decode_text=False)
-        stream = await ws.prepare(request)
+        ws, stream = await self._admit(request, decode_text=False)
+        if stream is None:
+            return ws
         transport = request.transport
         assert transport is not None
         m = self.metrics
         conn = Connection(self._new_id(), ws, transport)
         self.hub.add(conn)
+        self._count_active()
         m.opened.value += 1
         violation: int | None = None
         try:
@@ -98,6 +112,7 @@ class Worker:
             violation = await self._read_loop(conn, ws, stream.drain)
         finally:
             self.hub.remove(conn)
+            self._count_active()
             m.close_code(violation or ws.close_code).value += 1
         return ws
 
@@ -126,45 +141,51 @@ class Worker:
         write, buffered = conn.transport.write, conn.transport.get_write_buffer_size
         async for msg in ws:
             started = perf_counter()
-            if msg.type is not WSMsgType.TEXT:
-                if msg.type is WSMsgType.ERROR:
-                    return self._violation(conn, msg.data)
+            if msg.type is WSMsgType.TEXT:
+                raw: bytes = msg.data
+                bytes_in.value += len(raw)
+                try:
+                    message_type, obj, ref = protocol.parse(raw)
+                except ProtocolError as exc:
+                    if exc.code == protocol.INVALID_JSON and not _is_utf8(raw):
+                        return await self._fail_invalid_text(conn, ws)
+                    m.received[exc.message_type].value += 1
+                    self._send_error(conn, exc, started)
+                else:
+                    route = routes[message_type]
+                    route.received.value += 1
+                    try:
+                        if not conn.within_rate(started, rate):
+                            raise ProtocolError(
+                                message_type,
+                                protocol.RATE_LIMITED,
+                                f"over {rate} messages a second",
+                                ref,
+                            )
+                        if delay:
+                            await asyncio.sleep(delay)
+                            if ws.closed:
+                                break
+                        reply = (
+                            raw if route.handle is None else route.handle(conn, obj, ref, started)
+                        )
+                    except ProtocolError as exc:
+                        self._send_error(conn, exc, started)
+                    else:
+                        # No await since this frame was read (handlers are plain functions), so
+                        # the socket cannot have started closing: aiohttp ends the iteration then.
+                        if reply is not None:
+                            write(text_frame(reply))
+                            bytes_out.value += len(reply)
+                            route.replies.value += 1
+                        route.latency.observe(perf_counter() - started)
+            elif msg.type is WSMsgType.ERROR:
+                return self._violation(conn, msg.data)
+            else:
                 self._binary(conn, msg.data, started)
-                continue
-            raw: bytes = msg.data
-            bytes_in.value += len(raw)
-            try:
-                message_type, obj, ref = protocol.parse(raw)
-            except ProtocolError as exc:
-                if exc.code == protocol.INVALID_JSON and not _is_utf8(raw):
-                    return await self._fail_invalid_text(conn, ws)
-                m.received[exc.message_type].value += 1
-                self._send_error(conn, exc, started)
-                continue
-            route = routes[message_type]
-            route.received.value += 1
-            try:
-                if not conn.within_rate(started, rate):
-                    raise ProtocolError(
-                        message_type, protocol.RATE_LIMITED, f"over {rate} messages a second", ref
-                    )
-                if delay:
-                    await asyncio.sleep(delay)
-                    if ws.closed:
-                        break
-                reply = raw if route.handle is None else route.handle(conn, obj, ref, started)
-            except ProtocolError as exc:
-                self._send_error(conn, exc, started)
-                continue
-            # No await since this frame was read (handlers are plain functions), so the socket
-            # cannot have started closing: aiohttp ends the iteration once it does.
-            if reply is not None:
-                write(text_frame(reply))
-                bytes_out.value += len(reply)
-                route.replies.value += 1
-                if buffered() > REPLY_HIGH_WATER:
-                    await drain()
-            route.latency.observe(perf_counter() - started)
+            # Every reply, an error included, counts against the client's unread backlog.
+            if buffered() > REPLY_HIGH_WATER:
+                await drain()
         return None
 
     async def _fail_invalid_text(self, conn: Connection, ws: web.WebSocketResponse) -> int:
@@ -204,21 +225,34 @@ class Worker:
         m.latency[exc.message_type].observe(perf_counter() - started)
 
     async def serve_echo(self, request: web.Request) -> web.StreamResponse:
-        """/ws/echo: every text and binary frame back verbatim (echo tests, protocol compliance)."""
-        ws = self._websocket()
-        await ws.prepare(request)
+        """/ws/echo: every text and binary frame back verbatim (echo tests, protocol compliance).
+
+        Its connections count like any other (active, capacity, opened, closed, drain) but are
+        not /ws members: no welcome, no deliveries, and their frames are not messages by type.
+        """
+        ws, stream = await self._admit(request, decode_text=True)
+        if stream is None:
+            return ws
         m = self.metrics
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                await ws.send_str(msg.data)
-                size = len(msg.data) if msg.data.isascii() else len(msg.data.encode())
-            elif msg.type is WSMsgType.BINARY:
-                await ws.send_bytes(msg.data)
-                size = len(msg.data)
-            else:
-                continue
-            m.bytes_in.value += size
-            m.bytes_out.value += size
+        self._echoes.add(ws)
+        self._count_active()
+        m.opened.value += 1
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    await ws.send_str(msg.data)
+                    size = len(msg.data) if msg.data.isascii() else len(msg.data.encode())
+                elif msg.type is WSMsgType.BINARY:
+                    await ws.send_bytes(msg.data)
+                    size = len(msg.data)
+                else:
+                    continue
+                m.bytes_in.value += size
+                m.bytes_out.value += size
+        finally:
+            self._echoes.discard(ws)
+            self._count_active()
+            m.close_code(ws.close_code).value += 1
         return ws
 
     async def serve_metrics(self, request: web.Request) -> web.Response:
@@ -232,7 +266,7 @@ class Worker:
     async def serve_readyz(self, request: web.Request) -> web.Response:
         if self.draining:
             return web.Response(status=503, text="draining\n")
-        if len(self.hub.connections) >= self.settings.worker_capacity:
+        if self.at_capacity:
             return web.Response(status=503, text="at capacity\n")
         return web.Response(text="ready\n")
 
@@ -246,10 +280,8 @@ class Worker:
     async def drain(self) -> None:
         """Refuse new connections and close every open one with 1001 (going away)."""
         self.draining = True
-        closing = [
-            conn.ws.close(code=GOING_AWAY, message=b"server shutting down")
-            for conn in list(self.hub.connections)
-        ]
+        sockets = [conn.ws for conn in self.hub.connections] + list(self._echoes)
+        closing = [ws.close(code=GOING_AWAY, message=b"server shutting down") for ws in sockets]
         if closing:
             try:
                 await asyncio.wait_for(

@@ -72,13 +72,14 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     except (ConfigError, ThresholdsError) as exc:
         raise click.UsageError(str(exc)) from None
     configure_logging(settings.log_level, "supervisor")
+    from .supervisor import ListenError
     from .supervisor import serve as run_pool
 
     try:
         run_pool(settings, thresholds)
-    except OSError as exc:
+    except ListenError as exc:
         raise click.ClickException(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
         ) from None
 
 

@@ -163,21 +163,26 @@ class Supervised(Cluster):
 
     async def _read(self) -> None:
         while (frame := await self._channel.receive()) is not None:
-            header, body = frame
-            op = header["op"]
-            if op == "relay":
-                self._hub.deliver(
-                    header["type"], header["route"], header["name"], body, None, header["t"]
-                )
-            elif op == "snapshot_request":
-                self._push_snapshot(header["req"])
-            elif op == "reply":
-                future = self._requests.get(header["req"])
-                if future is not None and not future.done():
-                    future.set_result(body)
-            elif op == "drain":
-                self._on_drain()
-            else:
-                log.warning("unknown control op %r from supervisor", op)
+            try:
+                self._handle(*frame)
+            except Exception:  # one bad frame must not end this worker's link to the pool
+                log.exception("bad control frame %r from the supervisor", frame[0])
         log.error("control channel to the supervisor closed; draining")
         self._on_drain()
+
+    def _handle(self, header: dict[str, Any], body: bytes) -> None:
+        op = header["op"]
+        if op == "relay":
+            self._hub.deliver(
+                header["type"], header["route"], header["name"], body, None, header["t"]
+            )
+        elif op == "snapshot_request":
+            self._push_snapshot(header["req"])
+        elif op == "reply":
+            future = self._requests.get(header["req"])
+            if future is not None and not future.done():
+                future.set_result(body)
+        elif op == "drain":
+            self._on_drain()
+        else:
+            log.warning("unknown control op %r from supervisor", op)

@@ -26,7 +26,10 @@ class ConfigError(ValueError):
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
-    workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    # The CPUs this process may run on (affinity, cgroup cpusets), not every CPU of the host.
+    workers: int = dataclasses.field(
+        default_factory=lambda: min(max(len(os.sched_getaffinity(0)), 1), 256)
+    )
     worker_capacity: int = 10_000
     max_message_bytes: int = 64 * 1024
     rate_limit: int = 1000

@@ -58,8 +58,9 @@ class Handlers:
         obj: dict[str, Any],
         exclude: Connection | None,
         enqueued: float,
+        ref: MessageId,
     ) -> None:
-        payload = protocol.delivery(message_type, sender.sender, obj)
+        payload = protocol.delivery(message_type, sender.sender, obj, ref)
         # Relay first: the other workers then fan out while this one does, not after it.
         self.cluster.relay(message_type, route, name, payload, enqueued)
         self.hub.deliver(message_type, route, name, payload, exclude, enqueued)
@@ -117,24 +118,24 @@ class Handlers:
             raise ProtocolError(
                 "chat", protocol.NOT_IN_ROOM, f"room: join {room!r} before chatting in it", ref
             )
-        self._fanout("chat", ROOM, room, conn, obj, conn, started)
+        self._fanout("chat", ROOM, room, conn, obj, conn, started, ref)
         return self._ack(ref)
 
     def notify(
         self, conn: Connection, obj: dict[str, Any], ref: MessageId, started: float
     ) -> bytes | None:
         # Every connection of the user gets it, the sender's own included.
-        self._fanout("notify", USER, obj["user"], conn, obj, None, started)
+        self._fanout("notify", USER, obj["user"], conn, obj, None, started, ref)
         return self._ack(ref)
 
     def publish(
         self, conn: Connection, obj: dict[str, Any], ref: MessageId, started: float
     ) -> bytes | None:
-        self._fanout("publish", TOPIC, obj["topic"], conn, obj, conn, started)
+        self._fanout("publish", TOPIC, obj["topic"], conn, obj, conn, started, ref)
         return self._ack(ref)
 
     def broadcast(
         self, conn: Connection, obj: dict[str, Any], ref: MessageId, started: float
     ) -> bytes | None:
-        self._fanout("broadcast", EVERYONE, "", conn, obj, conn, started)
+        self._fanout("broadcast", EVERYONE, "", conn, obj, conn, started, ref)
         return self._ack(ref)

@@ -28,6 +28,7 @@ TOPIC: Final = "topic"
 EVERYONE: Final = "all"
 MAX_MEMBERSHIPS: Final = 100  # rooms + topics per connection: bounds the memory one client can pin
 SLOW_CONSUMER_CLOSE: Final = 1008
+SLOW_CONSUMER_GRACE: Final = 2.0  # seconds a slow consumer's close frame gets before the cut
 NO_MEMBERSHIPS: Final[frozenset[tuple[str, str]]] = frozenset()
 
 
@@ -74,7 +75,6 @@ class Hub:
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)
-        self.metrics.active.value = len(self.connections)
 
     def remove(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -83,7 +83,6 @@ class Hub:
         conn.memberships = NO_MEMBERSHIPS
         if conn.user is not None:
             self._discard((USER, conn.user), conn)
-        self.metrics.active.value = len(self.connections)
 
     def identify(self, conn: Connection, user: str) -> None:
         if conn.user is not None:
@@ -178,8 +177,12 @@ class Hub:
         log.info(
             "closing slow consumer %s: send buffer over %d bytes", conn.id, self.send_buffer_limit
         )
+        # The close frame queues behind the backlog the client is not reading, so do not wait
+        # for it to drain (aiohttp would wait for as long as the peer stays connected): send it,
+        # and cut the TCP connection if the client has not let it through shortly after.
         task = asyncio.ensure_future(
-            conn.ws.close(code=SLOW_CONSUMER_CLOSE, message=b"slow consumer")
+            conn.ws.close(code=SLOW_CONSUMER_CLOSE, message=b"slow consumer", drain=False)
         )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        asyncio.get_running_loop().call_later(SLOW_CONSUMER_GRACE, conn.transport.abort)

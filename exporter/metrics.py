@@ -5,7 +5,7 @@ and histogram bucket lists that were bound to their labels at start-up. Each wor
 of those cells to the supervisor, which sums the workers' snapshots (plus what workers that died had
 counted) when /metrics is scraped, and exposition.py writes the sum. prometheus_client's
 multiprocess mode would cost 2-3x its in-process calls on every message
-(../shared/PERFORMANCE-NOTES.md).
+(measured before wsmon was written: docs/performance.md).
 
 Label values are bounded enums (worker index, message type, reason, close code); never a user, room,
 connection or address.
@@ -76,10 +76,8 @@ CLOSE_CODES: Final = (
     "1013",
 )
 OTHER: Final = "other"
-REJECT_REASONS: Final = ("capacity", "draining", "no_worker")
 DROP_REASONS: Final = ("slow_consumer", "closed")
 FANOUT_TYPES: Final = ("chat", "notify", "publish", "broadcast")
-DIRECTIONS: Final = ("in", "out")
 
 
 @dataclass(frozen=True)
@@ -140,7 +138,7 @@ CATALOGUE: Final = (
     Spec(
         "wsmon_delivery_latency_seconds",
         HISTOGRAM,
-        "Delivery enqueued (on any worker) to written to a recipient's socket.",
+        "Sender's frame received (on any worker) to written to a recipient's socket.",
         (),
         LATENCY_BUCKETS,
     ),
@@ -296,7 +294,8 @@ class WorkerMetrics:
         family("wsmon_pool_capacity").child(w).value = capacity
         self.opened: Cell = family("wsmon_connections_opened_total").child(w)
         rejected = family("wsmon_connections_rejected_total")
-        self.rejected: dict[str, Cell] = {r: rejected.child(r) for r in REJECT_REASONS[:2]}
+        # A worker refuses for these reasons; the supervisor counts "no_worker".
+        self.rejected: dict[str, Cell] = {r: rejected.child(r) for r in ("capacity", "draining")}
         closed = family("wsmon_connections_closed_total")
         self.closed: dict[str, Cell] = {c: closed.child(c) for c in (*CLOSE_CODES, OTHER)}
         received = family("wsmon_messages_received_total")

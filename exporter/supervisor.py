@@ -3,7 +3,7 @@
 The supervisor accepts every TCP connection and hands it (SCM_RIGHTS) to the worker with the fewest
 connections, so the pool stays balanced however the kernel would have hashed the clients;
 SO_REUSEPORT alone left one of 8 workers with 59 % more connections than another
-(../shared/PERFORMANCE-NOTES.md).
+(measured before wsmon was written: docs/performance.md).
 It also relays deliveries between workers, merges their metrics for /metrics, restarts a worker that
 dies, and on SIGTERM drains every worker before it exits.
 """
@@ -57,6 +57,7 @@ class Slot:
     handed: int = 0  # connections handed (or queued for hand-off) to this process
     queued: deque[socket.socket] = field(default_factory=deque)  # waiting for room in hand-off
     ended: int = 0  # of those, how many the worker last reported closed
+    generation: int = 0  # which process this is, counting restarts
     waiting: dict[int, asyncio.Future[Snapshot]] = field(default_factory=dict)
     hello: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -152,6 +153,7 @@ class Supervisor:
         slot.handoff = handoff_parent
         slot.hello = asyncio.Event()
         slot.snapshot, slot.handed, slot.ended = {}, 0, 0
+        slot.generation += 1
         slot.started = monotonic()
         self._spawn_task(self._read(slot, slot.channel))
         self._spawn_task(self._watch(slot, slot.process))
@@ -164,7 +166,11 @@ class Supervisor:
         slot.hello.set()  # never leave _start waiting on a worker that died before saying hello
         slot.alive = False
         self._alive.value = sum(s.alive for s in self.slots)
-        self.retired = merge([self.retired, without_gauges(slot.snapshot)])
+        # Keep what it counted, and count its open connections as closed without a close frame
+        # (1006), so that opened - closed still equals active across the pool.
+        lost = sum(row[1] for row in slot.snapshot.get("wsmon_connections_active", ()))
+        closed = {"wsmon_connections_closed_total": [[["1006"], lost]]}
+        self.retired = merge([self.retired, without_gauges(slot.snapshot), closed])
         slot.snapshot = {}
         for waiter in slot.waiting.values():
             if not waiter.done():
@@ -177,6 +183,7 @@ class Supervisor:
         slot.channel = slot.handoff = None
         while slot.queued:  # connections still waiting for the dead worker: their clients retry
             slot.queued.popleft().close()
+            self._no_worker.value += 1
         if self.draining:
             return
         self._restarts[slot.index].value += 1
@@ -259,7 +266,7 @@ class Supervisor:
 
     def _hand_off(self, conn: socket.socket) -> None:
         """Pass the connection to the least-loaded worker, queueing it if that worker's hand-off
-        socket is full (the kernel queues only net.unix.max_dgram_qlen, 10 by default)."""
+        socket is full (its send buffer holds a few hundred descriptors)."""
         for slot in sorted((s for s in self.slots if s.alive), key=lambda s: s.load):
             if len(slot.queued) >= MAX_QUEUED_HANDOFFS:
                 continue
@@ -286,6 +293,7 @@ class Supervisor:
             return False
         except OSError as exc:  # the worker died; _watch closes what it had queued
             log.warning("hand-off to worker %d failed: %s", slot.index, exc)
+            self._no_worker.value += 1
         return True
 
     def _flush(self, slot: Slot) -> None:
@@ -300,58 +308,73 @@ class Supervisor:
 
     async def _read(self, slot: Slot, channel: ControlChannel) -> None:
         while (frame := await channel.receive()) is not None:
-            header, body = frame
-            op = header["op"]
-            if op == "relay":
-                for other in self.slots:
-                    if other is not slot and other.alive and other.channel is not None:
-                        other.channel.send(header, body)
-            elif op == "load":
-                slot.ended = header["ended"]
-            elif op == "snapshot":
-                slot.snapshot = orjson.loads(body)
-                waiter = slot.waiting.pop(header["req"], None) if header["req"] else None
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(slot.snapshot)
-            elif op == "collect":
-                self._spawn_task(self._answer(channel, header["req"], self._collect()))
-            elif op == "health":
-                self._spawn_task(self._answer(channel, header["req"], self._health()))
-            elif op == "hello":
-                slot.hello.set()
-            else:
-                log.warning("worker %d sent unknown control op %r", slot.index, op)
+            if slot.channel is not channel:
+                return  # the worker behind this channel has died and been retired
+            try:
+                self._handle(slot, channel, *frame)
+            except Exception:  # one bad frame must not end the supervisor's link to a worker
+                log.exception("worker %d: bad control frame %r", slot.index, frame[0])
+
+    def _handle(
+        self, slot: Slot, channel: ControlChannel, header: dict[str, Any], body: bytes
+    ) -> None:
+        op = header["op"]
+        if op == "relay":
+            for other in self.slots:
+                if other is not slot and other.alive and other.channel is not None:
+                    other.channel.send(header, body)
+        elif op == "load":
+            slot.ended = header["ended"]
+        elif op == "snapshot":
+            slot.snapshot = orjson.loads(body)
+            waiter = slot.waiting.pop(header["req"], None) if header["req"] else None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(slot.snapshot)
+        elif op == "collect":
+            self._spawn_task(self._answer(channel, header["req"], self._collect()))
+        elif op == "health":
+            self._spawn_task(self._answer(channel, header["req"], self._health()))
+        elif op == "hello":
+            slot.hello.set()
+        else:
+            log.warning("worker %d sent unknown control op %r", slot.index, op)
 
     async def _answer(self, channel: ControlChannel, request: int, work: Any) -> None:
         channel.send({"op": "reply", "req": request}, orjson.dumps(await work))
 
     async def _fresh_snapshot(self, slot: Slot) -> Snapshot:
+        """The worker's counters now; empty if it dies meanwhile (they are then in `retired`)."""
         if not slot.alive or slot.channel is None:
             return {}
+        generation = slot.generation
         request = next(self._requests)
         waiter: asyncio.Future[Snapshot] = asyncio.get_running_loop().create_future()
         slot.waiting[request] = waiter
         slot.channel.send({"op": "snapshot_request", "req": request})
         try:
-            return await asyncio.wait_for(waiter, SNAPSHOT_TIMEOUT)
+            snapshot = await asyncio.wait_for(waiter, SNAPSHOT_TIMEOUT)
         except TimeoutError:
             log.warning(
                 "worker %d did not answer a metrics request in %.1fs; using its last one",
                 slot.index,
                 SNAPSHOT_TIMEOUT,
             )
-            return slot.snapshot
+            snapshot = slot.snapshot
         finally:
             slot.waiting.pop(request, None)
+        return snapshot if slot.alive and slot.generation == generation else {}
+
+    def _pool(self, workers: list[Snapshot]) -> Snapshot:
+        """The workers' figures, what dead workers counted, and the supervisor's own."""
+        return merge([*workers, self.retired, self.registry.snapshot()])
 
     async def _collect(self) -> Snapshot:
-        fresh = await asyncio.gather(*(self._fresh_snapshot(slot) for slot in self.slots))
-        return merge([*fresh, self.retired, self.registry.snapshot()])
+        return self._pool(
+            list(await asyncio.gather(*(self._fresh_snapshot(slot) for slot in self.slots)))
+        )
 
     def _merged_last_known(self) -> Snapshot:
-        return merge(
-            [*(slot.snapshot for slot in self.slots), self.retired, self.registry.snapshot()]
-        )
+        return self._pool([slot.snapshot for slot in self.slots])
 
     async def _health(self) -> dict[str, Any]:
         current = await self._collect()
@@ -361,12 +384,19 @@ class Supervisor:
         )
 
 
+class ListenError(OSError):
+    """The port cannot be bound: reported before any worker starts."""
+
+
 def serve(settings: Settings, thresholds: Sequence[Threshold]) -> None:
-    """Bind the port (errors surface here, before any worker starts), then run the pool."""
+    """Bind the port (ListenError, before any worker starts), then run the pool."""
     from .loop import run
 
     supervisor = Supervisor(settings, thresholds)
-    supervisor.listen()
+    try:
+        supervisor.listen()
+    except OSError as exc:
+        raise ListenError(exc.errno, exc.strerror or str(exc)) from None
 
     async def main() -> None:
         try:

@@ -74,6 +74,11 @@ async def test_killed_worker_is_restarted_while_the_other_keeps_serving(
     # What the dead worker counted is kept: pool counters never go backwards.
     for name in ("wsmon_connections_opened_total", "wsmon_messages_sent_total"):
         assert after.total(name) >= before.total(name), name
+    # Its two connections closed without a close frame, and the books still balance.
+    assert after.delta(before, "wsmon_connections_closed_total", code="1006") == 2
+    opened = after.total("wsmon_connections_opened_total")
+    closed = after.total("wsmon_connections_closed_total")
+    assert opened - closed == after.total("wsmon_connections_active")
 
     fresh = await server.connect_many(6)
     assert set(fresh.counts()) == {0, 1}, f"new connections went to {dict(fresh.counts())}"

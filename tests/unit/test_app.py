@@ -161,6 +161,8 @@ async def test_capacity_refuses_with_1013_and_counts(client: Client) -> None:
 
 async def test_drain_closes_everyone_with_1001(client: Client) -> None:
     sockets = [await connect(client) for _ in range(2)]
+    sockets.append(await client.ws_connect("/ws/echo"))  # /ws/echo drains too
+    assert await metric(client, "wsmon_connections_active") == 3
     await client.app[WORKER].drain()
     for ws in sockets:
         msg = await ws.receive(timeout=5)
@@ -190,3 +192,17 @@ async def test_health_endpoints(client: Client) -> None:
     response = await client.get("/api/health")
     assert (response.status, (await response.json())["status"]) == (503, "unhealthy")
     assert (await client.get("/readyz")).status == 503
+
+
+async def test_a_payload_too_deep_to_deliver_is_refused_not_fatal(client: Client) -> None:
+    """orjson reads 1024 levels of nesting but writes only 254: a broadcast nested 300 deep gets
+    an invalid_field error and the connection carries on (an echo of it is fine: not re-encoded)."""
+    ws = await connect(client)
+    deep = "[" * 300 + "]" * 300
+    await ws.send_str('{"type":"broadcast","id":"b","payload":' + deep + "}")
+    error = await receive(ws)
+    assert (error["type"], error["code"], error["ref"]) == ("error", "invalid_field", "b")
+    text = '{"type":"echo","payload":' + deep + "}"
+    await ws.send_str(text)
+    assert (await ws.receive(timeout=5)).data == text
+    assert await metric(client, "wsmon_message_errors_total", type="broadcast") == 1

@@ -67,7 +67,7 @@ def test_error_frame_carries_code_message_and_ref() -> None:
 
 def test_delivery_drops_the_senders_id_and_names_the_sender() -> None:
     obj = {"type": "chat", "room": "r", "text": "hi", "id": 9}
-    assert orjson.loads(protocol.delivery("chat", "alice", obj)) == {
+    assert orjson.loads(protocol.delivery("chat", "alice", obj, 9)) == {
         "type": "chat",
         "room": "r",
         "text": "hi",
