@@ -137,7 +137,9 @@ class Hub:
         once.
         """
         members = self.recipients(route, name)
-        if not members:
+        if not members:  # still a fan-out, to nobody: every fan-out is observed the same way
+            self.metrics.fanout_duration[message_type].observe(0.0)
+            self.metrics.fanout_recipients[message_type].observe(0)
             return 0
         started = perf_counter()
         frame = text_frame(payload)

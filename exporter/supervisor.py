@@ -39,6 +39,7 @@ RESTART_DELAY_MIN = 0.1
 RESTART_DELAY_MAX = 5.0
 STABLE_SECONDS = 5.0  # a worker that lived this long restarts at once if it dies
 ACCEPT_PAUSE = 0.1
+HELLO_TIMEOUT = 30.0
 MAX_QUEUED_HANDOFFS = 4096  # per worker; past this its connections go elsewhere or are refused
 
 
@@ -157,7 +158,13 @@ class Supervisor:
         slot.started = monotonic()
         self._spawn_task(self._read(slot, slot.channel))
         self._spawn_task(self._watch(slot, slot.process))
-        await slot.hello.wait()
+        try:
+            await asyncio.wait_for(slot.hello.wait(), HELLO_TIMEOUT)
+        except TimeoutError:  # a worker that hangs before serving is killed (and restarted)
+            log.error("worker %d did not start within %.0fs; killing it", slot.index, HELLO_TIMEOUT)
+            with contextlib.suppress(ProcessLookupError):
+                slot.process.kill()
+            return
         slot.alive = slot.process.returncode is None
         self._alive.value = sum(s.alive for s in self.slots)
 
