@@ -14,7 +14,7 @@ from typing import Any, Final
 import click
 
 from . import DEFAULT_THRESHOLDS, build, smtp
-from .amclient import Alert, AlertmanagerError, Client, Silence, Unreachable
+from .amclient import Alert, AlertmanagerError, Client, Silence, Unreachable, check_url
 from .thresholds import ThresholdsError, duration_seconds, load
 
 DEFAULT_ALERTMANAGER: Final = "http://127.0.0.1:9093"
@@ -91,6 +91,14 @@ def alerts() -> None:
     """
 
 
+def _alertmanager_url(_ctx: click.Context, _param: click.Parameter, url: str) -> str:
+    """A URL without http:// or https:// is a usage error (exit 2), before any request."""
+    try:
+        return check_url(url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _alertmanager_option(command: Callable[..., None]) -> Callable[..., None]:
     return click.option(
         "--alertmanager",
@@ -98,7 +106,8 @@ def _alertmanager_option(command: Callable[..., None]) -> Callable[..., None]:
         envvar="WSMON_ALERTMANAGER_URL",
         default=DEFAULT_ALERTMANAGER,
         show_default=True,
-        help="Alertmanager base URL. [env WSMON_ALERTMANAGER_URL]",
+        callback=_alertmanager_url,
+        help="Alertmanager base URL, http:// or https://. [env WSMON_ALERTMANAGER_URL]",
     )(command)
 
 

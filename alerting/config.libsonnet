@@ -19,7 +19,9 @@
     runbookBaseUrl: 'https://github.com/wsmon/wsmon/blob/main/alerting/runbooks.md',
     dashboardBaseUrl: 'http://localhost:3000',
     datasource: 'prometheus',
-    // Grafana dashboard uid per indicator (the dashboards/ mixin's stable uids).
+    // Grafana dashboard uid per indicator. No dashboard exists yet: these are the stable uids the
+    // dashboards issue will provide (its Overview, Connections, Messages, Performance and Alerts
+    // dashboards), so until it lands the alerts' dashboard_url links lead nowhere.
     dashboards: {
       message_error_rate: 'wsmon-messages',
       message_success_rate: 'wsmon-messages',

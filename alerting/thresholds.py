@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from exporter.yamlfile import YamlFileError, read_yaml
+from loadgen.thresholds import COMPARISONS
 
 from .indicators import BY_KEY, Indicator
 
-CONDITIONS: Final[dict[str, Callable[[float, float], bool]]] = {
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-}
+# >, >=, <, <=: the load generator's comparisons, in the order error messages list them.
+CONDITIONS: Final = COMPARISONS
 SEVERITIES: Final = ("warning", "critical")
 FIELDS: Final = ("name", "metric", "condition", "value", "for", "severity", "enabled")
 # Prometheus's duration syntax (as in a rule's `for:`), units largest first, at least one.

@@ -75,7 +75,8 @@ class RunTimes:
 def _open(url: str, token: str | None, timeout: float) -> connect:
     headers = {"Authorization": f"Bearer {token}"} if token else None
     # compression=None: the server has permessage-deflate off and it would cost client CPU.
-    # ping_interval=None: the server's heartbeat pings are answered; the client sends none.
+    # ping_interval=None: the client sends no WebSocket pings. wsmon sends none either (it finds
+    # dead peers with TCP keepalive); websockets would still answer a ping from another server.
     # proxy=None: a load test measures the server, not a proxy picked up from the environment.
     return connect(
         url,

@@ -7,6 +7,7 @@ remote target that does not answer is an error the user must see (exit status 2)
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -52,7 +53,9 @@ class LocalServer:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self._log = Path(tempfile.mkstemp(prefix="wsmon-serve-", suffix=".log")[1])
+        fd, name = tempfile.mkstemp(prefix="wsmon-serve-", suffix=".log")
+        os.close(fd)  # start() reopens it by name for the server's output
+        self._log = Path(name)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property

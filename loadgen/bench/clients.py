@@ -35,12 +35,15 @@ import orjson
 import uvloop
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
+from ..stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+
 WELCOME_TIMEOUT = 10.0
 GRACE_SECONDS = 5.0
 
 
 def histogram() -> Any:
-    return HdrHistogram(1, 60_000_000, 3)  # microseconds, 1 µs to 60 s
+    """Latencies in microseconds, with the load generator's bounds (loadgen.stats)."""
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
 
 def emit(result: dict[str, Any]) -> None:
@@ -210,6 +213,9 @@ def listen(url: str, connections: int) -> None:
     A broadcast to 10,000 connections makes the clients parse 10,000 frames at once; through
     aiohttp that costs the clients more CPU than the server's fan-out, and on two cores they would
     compete with it. Here a frame costs one recv, a header decode and one orjson.loads.
+
+    A connection the server closes is dropped (and counted in `closed_by_server`); the others
+    keep listening. A server that closes before its handshake answer ends the client (exit 1).
     """
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -224,12 +230,19 @@ def listen(url: str, connections: int) -> None:
     buffers: dict[int, bytearray] = {}
     sockets: dict[int, socket.socket] = {}
     started = perf_counter()
-    for _ in range(connections):
+    for number in range(1, connections + 1):
         sock = socket.create_connection((host, port), timeout=10)
         sock.sendall(request)
         response = b""
         while b"\r\n\r\n" not in response:
-            response += sock.recv(4096)
+            chunk = sock.recv(4096)
+            if not chunk:
+                sock.close()
+                raise SystemExit(
+                    f"handshake failed: {host}:{port} closed connection {number} of {connections}"
+                    f" after {len(response)} bytes of its answer: {response[:80]!r}"
+                )
+            response += chunk
         head, _, rest = response.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
             raise SystemExit(f"handshake refused: {head[:80]!r}")
@@ -247,12 +260,21 @@ def listen(url: str, connections: int) -> None:
     )
     quiet_collector()
     arrivals: dict[int, list[float]] = {}
+    closed_by_server = 0
     while not stop.is_set():
         for fd, _ in poller.poll(0.1):
             now = perf_counter()
             try:
                 data = sockets[fd].recv(65536)
             except BlockingIOError:
+                continue
+            except ConnectionError:
+                data = b""
+            if not data:  # the server closed it: a closed socket stays readable, so drop it
+                poller.unregister(fd)
+                sockets.pop(fd).close()
+                del buffers[fd]
+                closed_by_server += 1
                 continue
             buffer = buffers[fd]
             buffer += data
@@ -262,7 +284,13 @@ def listen(url: str, connections: int) -> None:
                     arrivals.setdefault(carried["n"], []).append(now - carried["t"])
     for sock in sockets.values():
         sock.close()
-    emit({"arrivals": {str(n): values for n, values in arrivals.items()}})
+    poller.close()
+    emit(
+        {
+            "arrivals": {str(n): values for n, values in arrivals.items()},
+            "closed_by_server": closed_by_server,
+        }
+    )
 
 
 def _frames(buffer: bytearray) -> list[bytes]:

@@ -7,6 +7,7 @@ is reported, so that drift of the machine cancels out.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import statistics
 import subprocess
@@ -14,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ import orjson
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from websockets.sync.client import connect
 
+from ..stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from .procs import Server, cpu_seconds, running, start_baseline, start_wsmon
 
 Figures = dict[str, Any]
+STOP_SECONDS = 10.0  # a client asked to stop (SIGTERM) gets this long before SIGKILL
 
 
 @dataclass
@@ -162,7 +165,7 @@ def open_model(
         for i, n in enumerate(share)
     ]
     parts = [result(proc, timeout=seconds + 120) for proc in procs]
-    merged = HdrHistogram(1, 60_000_000, 3)
+    merged = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
     for part in parts:
         merged.add(HdrHistogram.decode(part["histogram"]))
     sent = sum(p["sent"] for p in parts)
@@ -263,24 +266,62 @@ def many_connections(sizes: Sequence[int], seconds: float, rounds: int) -> Secti
 # 3, 5 and 6 -----------------------------------------------------------------------------------
 
 
-def hold(
+@dataclass
+class Held:
+    """Client processes holding connections open: `ready` has each one's first line (when every
+    connection was open), `finished` its last (once the `holding` block has ended)."""
+
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    ready: list[Figures] = field(default_factory=list)
+    finished: list[Figures] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def holding(
     server: Server, connections: int, mode: str = "hold", processes: int = 2
-) -> tuple[list[subprocess.Popen[bytes]], list[Figures]]:
+) -> Iterator[Held]:
     """Open idle connections from `processes` clients (mode "hold", or "listen" to time
-    broadcasts); returns once every client is ready."""
+    broadcasts); the block runs once every client is ready. When it ends the clients close their
+    connections and report (`finished`); whatever fails, in the block or here, no client process
+    outlives it."""
     share = [connections // processes + (i < connections % processes) for i in range(processes)]
-    procs = [client(mode, server, n) for n in share]
-    ready = []
-    for proc in procs:
-        assert proc.stdout is not None
-        ready.append(orjson.loads(proc.stdout.readline()))
-    return procs, ready
+    held = Held()
+    try:
+        for n in share:
+            held.procs.append(client(mode, server, n))
+        for proc in held.procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(
+                    f"benchmark client ({mode}) exited with code {proc.wait()} before it was ready"
+                )
+            held.ready.append(orjson.loads(line))
+        yield held
+        held.finished = release(held.procs)
+    finally:
+        stop(held.procs)
 
 
 def release(procs: list[subprocess.Popen[bytes]]) -> list[Figures]:
+    """Ask the clients to close their connections (SIGTERM) and read what each reports."""
     for proc in procs:
         proc.terminate()
     return [result(proc) for proc in procs]
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """End and reap any of the clients still running: SIGTERM, then SIGKILL after STOP_SECONDS.
+    Their output is drained meanwhile, so a client writing a long report cannot block on it."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.communicate(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
 
 
 def idle_memory(connections: int) -> Section:
@@ -293,10 +334,10 @@ def idle_memory(connections: int) -> Section:
         with running(make()) as server:
             time.sleep(0.5)
             before = server.rss()
-            procs, ready = hold(server, connections)
-            time.sleep(1.0)  # let allocations settle
-            after = server.rss()
-            release(procs)
+            with holding(server, connections) as held:
+                time.sleep(1.0)  # let allocations settle
+                after = server.rss()
+        ready = held.ready
         connected = sum(r["ready"] for r in ready)
         section.rows.append(
             {
@@ -362,9 +403,12 @@ def broadcast_and_scrape(connections: int, broadcasts: int) -> list[Section]:
         ["scrapes", "p50 ms", "p99 ms", "max ms", "bytes"],
     )
     floor = send_floor(connections // 2)
-    with running(start_wsmon(2)) as server:
+    with (
+        running(start_wsmon(2)) as server,
+        holding(server, connections, mode="listen") as held,
+    ):
         metrics_url = server.url.replace("ws://", "http://").replace("/ws", "/metrics")
-        procs, ready = hold(server, connections, mode="listen")
+        procs, ready = held.procs, held.ready
         connected = sum(r["ready"] for r in ready)
         times, size = [], 0
         for _ in range(50):
@@ -389,7 +433,7 @@ def broadcast_and_scrape(connections: int, broadcasts: int) -> list[Section]:
         server_side = _histogram_from_metrics(
             metrics_url, "wsmon_broadcast_duration_seconds", 'type="broadcast"'
         )
-        finished = release(procs)
+    finished = held.finished  # the listeners' arrivals, reported once they were released
     arrivals: dict[str, list[float]] = {}
     for part in finished:
         for number, values in part["arrivals"].items():
@@ -502,10 +546,9 @@ def workers(seconds: float, spread_connections: int) -> Section:
         )
     worst = 0.0
     for count in (2, 4, 8):
-        with running(start_wsmon(count)) as server:
-            procs, ready = hold(server, spread_connections)
-            release(procs)
-        ratio = spread([w for r in ready for w in r["workers"]])
+        with running(start_wsmon(count)) as server, holding(server, spread_connections) as held:
+            pass
+        ratio = spread([w for r in held.ready for w in r["workers"]])
         worst = max(worst, ratio or float("inf"))
         section.rows.append(
             {

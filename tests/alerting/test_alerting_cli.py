@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
+import socket
+import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +155,142 @@ def test_unreachable_alertmanager_exits_2(monkeypatch: pytest.MonkeyPatch) -> No
     result = wsmon("alerts", "ack", "WsmonX", "--comment", "c")
     assert result.exit_code == 2
     assert f"cannot reach Alertmanager at {nowhere}" in result.output
+
+
+class Impostor(http.server.ThreadingHTTPServer):
+    """An HTTP server that is not Alertmanager: every request gets `status`, `content_type` and
+    `body`; `requests` records "METHOD path" of each."""
+
+    status = 200
+    content_type = "text/html"
+    body = b"<html><body>Sign in to continue</body></html>"
+
+    def __init__(self) -> None:
+        super().__init__((HOST, 0), ImpostorHandler)
+        self.requests: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.server_address[1]}"
+
+
+class ImpostorHandler(http.server.BaseHTTPRequestHandler):
+    server: Impostor
+
+    def _answer(self) -> None:
+        self.server.requests.append(f"{self.command} {self.path}")
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", self.server.content_type)
+        self.send_header("Content-Length", str(len(self.server.body)))
+        self.end_headers()
+        self.wfile.write(self.server.body)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def impostor() -> Iterator[Impostor]:
+    server = Impostor()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_url_without_scheme_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = wsmon("alerts", "list", "--alertmanager", "localhost:9093")
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # click's usage error, no traceback
+    assert (
+        "Invalid value for '--alertmanager': not an http:// or https:// URL: 'localhost:9093'"
+        in result.output
+    )
+    monkeypatch.setenv("WSMON_ALERTMANAGER_URL", "ws://127.0.0.1:9093")
+    for argv in (("list",), ("ack", "WsmonX", "--comment", "c"), ("unack", "some-id")):
+        result = wsmon("alerts", *argv)
+        assert result.exit_code == 2, argv
+        assert isinstance(result.exception, SystemExit)
+        assert "not an http:// or https:// URL: 'ws://127.0.0.1:9093'" in result.output
+
+
+def test_bad_port_is_a_usage_error() -> None:
+    result = wsmon("alerts", "list", "--alertmanager", "http://127.0.0.1:am")
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert "not a valid URL: 'http://127.0.0.1:am'" in result.output
+
+
+def test_html_answer_is_a_clear_error(impostor: Impostor) -> None:
+    result = wsmon("alerts", "list", "--alertmanager", impostor.url)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # no JSONDecodeError traceback
+    assert result.output == (
+        f"Error: GET /alerts?active=true&silenced=true&inhibited=true&unprocessed=true: "
+        f"the answer from {impostor.url} is not JSON, so not from Alertmanager's v2 API "
+        "(a proxy or another service?); it starts: "
+        "'<html><body>Sign in to continue</body></html>'\n"
+    )
+    assert impostor.requests == [
+        "GET /api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true"
+    ]
+    result = wsmon("alerts", "ack", "WsmonX", "--comment", "c", "--alertmanager", impostor.url)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.output.startswith(f"Error: POST /silences: the answer from {impostor.url} is not")
+
+
+@pytest.mark.parametrize(
+    ("argv", "body", "problem"),
+    [
+        (["list"], {"alerts": []}, "expected a JSON list, got dict"),
+        (["list"], [{"labels": {"alertname": "WsmonX"}}], "no field 'status'"),
+        (["list"], ["WsmonX"], "string indices must be integers, not 'str'"),
+        (["ack", "WsmonX", "--comment", "c"], {"id": "x"}, "no field 'silenceID'"),
+        (["ack", "WsmonX", "--comment", "c"], ["x"], "list indices must be integers"),
+    ],
+)
+def test_wrongly_shaped_answer_is_a_clear_error(
+    impostor: Impostor, argv: list[str], body: Any, problem: str
+) -> None:
+    impostor.content_type = "application/json"
+    impostor.body = json.dumps(body).encode()
+    result = wsmon("alerts", *argv, "--alertmanager", impostor.url)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # no KeyError/TypeError traceback
+    assert f"the answer from {impostor.url} is not what Alertmanager's v2 API returns (" in (
+        result.output
+    )
+    assert problem in result.output
+    assert result.output.endswith("; is this Alertmanager?\n")
+
+
+def test_answer_that_is_not_http_is_unreachable() -> None:
+    with socket.socket() as listener:
+        listener.bind((HOST, 0))
+        listener.listen(1)
+        url = f"http://{HOST}:{listener.getsockname()[1]}"
+
+        def babble() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+        thread = threading.Thread(target=babble, daemon=True)
+        thread.start()
+        result = wsmon("alerts", "list", "--alertmanager", url)
+        thread.join(5)
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert f"cannot reach Alertmanager at {url}: no valid HTTP answer: BadStatusLine: SSH-2.0" in (
+        result.output
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,268 @@
+"""The benchmark's client processes: `listen` when the server closes, `holding` when things fail.
+
+`listen` runs as the benchmark runs it (`python -m loadgen.bench.clients`) against a scripted
+WebSocket server on a plain socket, so the test decides exactly when the server answers and closes.
+`holding` gets stand-in client processes, so each way it can fail is quick to bring about.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+import pytest
+from support.processes import HOST
+
+from loadgen.bench import sections
+from loadgen.bench.procs import Server, cpu_seconds
+
+REPO = Path(__file__).resolve().parents[2]
+UPGRADED = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: not-checked\r\n\r\n"
+)
+
+
+def frame(payload: dict[str, Any]) -> bytes:
+    """An unmasked text frame, as a server sends it (payloads under 126 bytes)."""
+    data = json.dumps(payload).encode()
+    assert len(data) < 126
+    return bytes([0x81, len(data)]) + data
+
+
+class ScriptedServer:
+    """Accepts on 127.0.0.1:0; `answer(request) -> bytes | None` is sent to each connection
+    after its request (None: close at once, without a word)."""
+
+    def __init__(self, answer: Callable[[bytes], bytes | None]) -> None:
+        self.listener = socket.create_server((HOST, 0))
+        self.url = f"ws://{HOST}:{self.listener.getsockname()[1]}/ws"
+        self.answer = answer
+        self.connections: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed by close()
+                return
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                request += chunk
+            reply = self.answer(request)
+            if reply is None:
+                conn.close()
+                continue
+            self.connections.append(conn)  # before the reply: the client may be ready at once
+            conn.sendall(reply)
+
+    def close(self) -> None:
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() would not
+        self.listener.close()
+        self.thread.join(5)
+        for conn in self.connections:
+            conn.close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[Callable[[bytes], bytes | None]], ScriptedServer]]:
+    started: list[ScriptedServer] = []
+
+    def start(answer: Callable[[bytes], bytes | None]) -> ScriptedServer:
+        started.append(ScriptedServer(answer))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def listener(url: str, connections: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loadgen.bench.clients",
+            "listen",
+            url,
+            "--connections",
+            str(connections),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_listen_drops_connections_the_server_closes(
+    scripted: Callable[[Callable[[bytes], bytes | None]], ScriptedServer],
+) -> None:
+    server = scripted(lambda request: UPGRADED)
+    proc = listener(server.url, 3)
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        assert (ready["ready"], ready["failed_connections"]) == (3, 0)
+        for conn in server.connections:
+            conn.sendall(frame({"type": "broadcast", "payload": {"t": perf_counter(), "n": 0}}))
+            conn.close()
+        time.sleep(0.5)  # the client reads the frames and sees every connection end
+        # A closed socket stays readable: a client that kept polling it would use a whole core.
+        before = cpu_seconds([proc.pid])
+        time.sleep(1.0)
+        spent = cpu_seconds([proc.pid]) - before
+        assert spent < 0.1, f"the client spent {spent:.2f} s of CPU in 1 s with nothing to read"
+        assert proc.poll() is None  # still listening, until told to stop
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    report = json.loads(out.splitlines()[-1])
+    assert report["closed_by_server"] == 3
+    assert list(report["arrivals"]) == ["0"]
+    assert len(report["arrivals"]["0"]) == 3
+    assert all(0 < seconds < 5 for seconds in report["arrivals"]["0"])
+
+
+@pytest.mark.parametrize(
+    ("answer", "received"),
+    [(None, b""), (b"HTTP/1.1 101 Swi", b"HTTP/1.1 101 Swi")],
+    ids=["closed before answering", "closed mid-answer"],
+)
+def test_listen_fails_clearly_when_the_server_closes_during_the_handshake(
+    scripted: Callable[[Callable[[bytes], bytes | None]], ScriptedServer],
+    answer: bytes | None,
+    received: bytes,
+) -> None:
+    def close_after(request: bytes) -> bytes | None:
+        # The client waits for more of the answer; closing ends that wait.
+        threading.Timer(0.2, lambda: [conn.close() for conn in server.connections]).start()
+        return answer
+
+    server = scripted(close_after)
+    proc = listener(server.url, 2)
+    try:
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    port = server.url.split(":")[2].split("/")[0]
+    assert proc.returncode == 1
+    assert out == ""  # never ready
+    assert err.strip() == (
+        f"handshake failed: {HOST}:{port} closed connection 1 of 2 after {len(received)} bytes"
+        f" of its answer: {received!r}"
+    )
+
+
+# holding: stand-in clients print a ready line, then their final line on SIGTERM ---------------
+
+STAND_IN = """
+import json, signal, sys, time
+behaviour, connections = sys.argv[1], int(sys.argv[2])
+if behaviour == "crash":
+    sys.exit(3)
+def finish(*_):
+    print(json.dumps({"closed": connections}), flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if behaviour == "stubborn" else finish)
+print(json.dumps({"ready": connections, "connect_seconds": 0.1, "workers": None}), flush=True)
+while True:
+    time.sleep(1)
+"""
+
+SERVER = Server("stand-in", "ws://127.0.0.1:9/ws", [])
+
+
+def stand_ins(monkeypatch: pytest.MonkeyPatch, *behaviours: str) -> list[subprocess.Popen[bytes]]:
+    """Make `sections.client` start stand-ins behaving as told, in order; returns them."""
+    started: list[subprocess.Popen[bytes]] = []
+    queue = list(behaviours)
+
+    def client(mode: str, server: Server, connections: int, *args: str) -> Any:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", STAND_IN, queue.pop(0), str(connections)],
+            stdout=subprocess.PIPE,
+        )
+        started.append(proc)
+        return proc
+
+    monkeypatch.setattr(sections, "client", client)
+    return started
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_holding_releases_the_clients_and_reads_their_reports(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    procs = stand_ins(monkeypatch, "polite", "polite")
+    with sections.holding(SERVER, 5) as held:
+        assert held.ready == [
+            {"ready": 3, "connect_seconds": 0.1, "workers": None},
+            {"ready": 2, "connect_seconds": 0.1, "workers": None},
+        ]
+        assert [proc.poll() for proc in procs] == [None, None]
+        assert held.finished == []
+    assert held.finished == [{"closed": 3}, {"closed": 2}]
+    assert [proc.returncode for proc in procs] == [0, 0]
+    assert all(gone(proc.pid) for proc in procs)
+
+
+def test_holding_stops_the_clients_when_the_block_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    procs = stand_ins(monkeypatch, "polite", "polite")
+    with pytest.raises(ZeroDivisionError), sections.holding(SERVER, 4):
+        _ = 1 / 0
+    assert all(proc.returncode is not None for proc in procs)
+    assert all(gone(proc.pid) for proc in procs)
+
+
+def test_holding_kills_a_client_that_ignores_sigterm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sections, "STOP_SECONDS", 0.5)
+    procs = stand_ins(monkeypatch, "polite", "stubborn")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="measuring failed"), sections.holding(SERVER, 4):
+        raise RuntimeError("measuring failed")
+    assert time.monotonic() - started < 5
+    assert [proc.returncode for proc in procs] == [0, -9]
+    assert all(gone(proc.pid) for proc in procs)
+
+
+def test_holding_stops_the_others_when_a_client_dies_before_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    procs = stand_ins(monkeypatch, "polite", "crash")
+    entered = False
+    with (
+        pytest.raises(RuntimeError, match=r"^benchmark client \(hold\) exited with code 3 before"),
+        sections.holding(SERVER, 4),
+    ):
+        entered = True
+    assert not entered
+    assert [proc.returncode for proc in procs] == [0, 3]
+    assert all(gone(proc.pid) for proc in procs)
