@@ -26,6 +26,11 @@ class ControlChannel:
         head = orjson.dumps(header)
         self._writer.write(_LENGTHS.pack(len(head) + len(body), len(head)) + head + body)
 
+    def backlog(self) -> int:
+        """Bytes sent but not yet taken by the peer."""
+        transport = self._writer.transport
+        return 0 if transport.is_closing() else transport.get_write_buffer_size()
+
     async def receive(self) -> tuple[dict[str, Any], bytes] | None:
         """The next frame, or None once the peer has gone."""
         try:

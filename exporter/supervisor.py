@@ -40,6 +40,8 @@ RESTART_DELAY_MAX = 5.0
 STABLE_SECONDS = 5.0  # a worker that lived this long restarts at once if it dies
 ACCEPT_PAUSE = 0.1
 HELLO_TIMEOUT = 30.0
+# Deliveries relayed to one worker and not yet taken: past this the worker is stuck, not slow.
+RELAY_BACKLOG_LIMIT = 64 * 1024 * 1024
 MAX_QUEUED_HANDOFFS = 4096  # per worker; past this its connections go elsewhere or are refused
 
 
@@ -329,7 +331,10 @@ class Supervisor:
         if op == "relay":
             for other in self.slots:
                 if other is not slot and other.alive and other.channel is not None:
-                    other.channel.send(header, body)
+                    if other.channel.backlog() > RELAY_BACKLOG_LIMIT:
+                        self._replace_stalled(other)
+                    else:
+                        other.channel.send(header, body)
         elif op == "load":
             slot.ended = header["ended"]
         elif op == "snapshot":
@@ -345,6 +350,21 @@ class Supervisor:
             slot.hello.set()
         else:
             log.warning("worker %d sent unknown control op %r", slot.index, op)
+
+    def _replace_stalled(self, slot: Slot) -> None:
+        """A worker this far behind on deliveries has stopped serving: rather than buffer for it
+        without bound, kill it; _watch restarts it and its clients reconnect elsewhere."""
+        if slot.process is None or slot.process.returncode is not None:
+            return
+        log.error(
+            "worker %d (pid %d) is more than %d bytes behind on deliveries; killing it",
+            slot.index,
+            slot.process.pid,
+            RELAY_BACKLOG_LIMIT,
+        )
+        slot.alive = False  # no more hand-offs or relays; _watch does the rest
+        with contextlib.suppress(ProcessLookupError):
+            slot.process.kill()
 
     async def _answer(self, channel: ControlChannel, request: int, work: Any) -> None:
         channel.send({"op": "reply", "req": request}, orjson.dumps(await work))

@@ -4,6 +4,7 @@ one, counts the restart, keeps the pool's counters monotonic, and balances onto 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from typing import TYPE_CHECKING
@@ -88,3 +89,39 @@ async def test_killed_worker_is_restarted_while_the_other_keeps_serving(
     expected = {0: fresh.counts()[0], 1: fresh.counts()[1] + len(survivors)}
     for worker, held in expected.items():
         assert final.value("wsmon_connections_active", worker=str(worker)) == held
+
+
+async def test_a_stuck_worker_is_replaced_not_buffered_for(
+    wsmon: ServerFactory, eventually: Eventually
+) -> None:
+    """Worker 1 is frozen (SIGSTOP) while a client on worker 0 broadcasts 70 MB: rather than
+    buffer relayed deliveries for it without bound (64 MiB), the supervisor kills it and starts
+    a new worker 1, counted as a restart; worker 0's client is served throughout."""
+    server = wsmon("--rate-limit", "100000")
+    pids = server.worker_pids()
+    (sender,), _ = await server.spread(per_worker=1)
+    assert sender.worker == 0
+    os.kill(pids[1], signal.SIGSTOP)
+    try:
+        payload = "x" * 60_000
+        for number in range(1200):
+            reply = await sender.request({"type": "broadcast", "payload": payload, "n": number})
+            assert reply["type"] == "ack", reply
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pids[1], signal.SIGCONT)
+
+    async def workers() -> dict[int, int]:
+        return server.worker_pids()
+
+    await eventually(
+        workers, lambda now: now.get(1, pids[1]) != pids[1], within=10, what="worker 1 replaced"
+    )
+    after = await eventually(
+        server.scrape,
+        lambda m: m.total("wsmon_workers_alive") == 2,
+        within=10,
+        what="both workers alive again",
+    )
+    assert after.value("wsmon_worker_restarts_total", worker="1") == 1
+    assert (await sender.request({"type": "ping"}))["type"] == "pong"
