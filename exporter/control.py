@@ -21,10 +21,18 @@ class ControlChannel:
         self._reader = reader
         self._writer = writer
 
-    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
-        """Queue one frame; never blocks (the peer is our own process on the same host)."""
+    @staticmethod
+    def encode(header: dict[str, Any], body: bytes = b"") -> bytes:
+        """One frame, ready for `write` (encoded once when it goes to several peers)."""
         head = orjson.dumps(header)
-        self._writer.write(_LENGTHS.pack(len(head) + len(body), len(head)) + head + body)
+        return _LENGTHS.pack(len(head) + len(body), len(head)) + head + body
+
+    def write(self, frame: bytes) -> None:
+        """Queue an encoded frame; never blocks (the peer is our own process on the same host)."""
+        self._writer.write(frame)
+
+    def send(self, header: dict[str, Any], body: bytes = b"") -> None:
+        self.write(self.encode(header, body))
 
     def backlog(self) -> int:
         """Bytes sent but not yet taken by the peer."""

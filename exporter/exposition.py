@@ -1,8 +1,9 @@
 """A merged snapshot as Prometheus text (0.0.4) or OpenMetrics (1.0.0), for /metrics.
 
-Written here rather than through prometheus_client's collector API, which spent 2.2 ms of the
-serving worker's event loop on our ~500 samples: the sample prefix of every series (name and
-label string) is formatted once and kept, so a scrape is a join of prefix-value lines. The output
+Written here rather than through prometheus_client's collector API, which formatted every label
+string on every scrape, on the serving worker's event loop: here the sample prefix of every series
+(name and label string) is formatted once and kept, so a scrape is a join of prefix-value lines
+(`make bench`, /metrics at 10,000 connections: p50 3.6 ms before, 1.3 ms after). The output
 is byte for byte what prometheus_client writes for the same figures (tests/unit/test_exposition.py
 holds it to that), and the series are bounded enums, so the cache is bounded too.
 """

@@ -329,12 +329,13 @@ class Supervisor:
     ) -> None:
         op = header["op"]
         if op == "relay":
+            frame = ControlChannel.encode(header, body)  # once, for every other worker
             for other in self.slots:
                 if other is not slot and other.alive and other.channel is not None:
                     if other.channel.backlog() > RELAY_BACKLOG_LIMIT:
                         self._replace_stalled(other)
                     else:
-                        other.channel.send(header, body)
+                        other.channel.write(frame)
         elif op == "load":
             slot.ended = header["ended"]
         elif op == "snapshot":
