@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Final
 
 import _jsonnet
 import yaml
 
-from . import HERE, promtests
-from .indicators import IMBALANCE_MIN_CONNECTIONS_PER_WORKER, INDICATORS
-from .thresholds import Threshold
+from wsmon.indicators import IMBALANCE_MIN_CONNECTIONS_PER_WORKER, INDICATORS
+from wsmon.thresholds import Threshold
+
+from . import promtests
 
 RULES: Final = "rules.yaml"
 ALERTMANAGER: Final = "alertmanager.yml"
@@ -54,12 +56,23 @@ def _catalogue() -> dict[str, Any]:
     }
 
 
+def _source(name: str) -> str:
+    return files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def _import(_directory: str, name: str) -> tuple[str, bytes]:
+    """Jsonnet imports resolve among the mixin's packaged files, wherever wsmon is installed."""
+    return name, _source(name).encode()
+
+
 def render(
     thresholds: tuple[Threshold, ...], overrides: Mapping[str, Any] | None = None
 ) -> dict[str, str]:
     """File name -> content. `overrides` are deep-merged into the mixin's _config."""
-    evaluated = _jsonnet.evaluate_file(
-        str(HERE / "main.jsonnet"),
+    evaluated = _jsonnet.evaluate_snippet(
+        "main.jsonnet",
+        _source("main.jsonnet"),
+        import_callback=_import,
         tla_codes={
             "catalogue": json.dumps(_catalogue()),
             "thresholds": json.dumps([t.to_json() for t in thresholds]),

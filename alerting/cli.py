@@ -13,9 +13,10 @@ from typing import Any, Final
 
 import click
 
-from . import DEFAULT_THRESHOLDS, build, smtp
+from wsmon.thresholds import DEFAULT_THRESHOLDS, ThresholdsError, duration_seconds, load
+
+from . import build, smtp
 from .amclient import Alert, AlertmanagerError, Client, Silence, Unreachable, check_url
-from .thresholds import ThresholdsError, duration_seconds, load
 
 DEFAULT_ALERTMANAGER: Final = "http://127.0.0.1:9093"
 DEFAULT_OUTPUT: Final = Path("alerting/generated")

@@ -12,11 +12,11 @@ import math
 from collections.abc import Callable
 from typing import Any, Final
 
-from exporter.metrics import LATENCY_BUCKETS
+from wsmon.catalogue import LATENCY_BUCKETS
+from wsmon.indicators import BOOLEAN
+from wsmon.thresholds import Threshold, ThresholdsError, duration_seconds
 
 from . import gotemplate
-from .indicators import BOOLEAN
-from .thresholds import Threshold, ThresholdsError, duration_seconds
 
 INSTANCE: Final = {"job": "wsmon", "instance": "wsmon-0:8080"}
 RATE_WINDOW_MINUTES: Final = 5  # the production rate window; enough samples for every rate

@@ -1,3 +1,1 @@
-"""wsmon: a WebSocket server built to be watched."""
-
-__version__ = "0.1.0"
+"""wsmon's server: the aiohttp WebSocket server, its worker pool, and everything it exports."""

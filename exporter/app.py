@@ -14,8 +14,8 @@ from aiohttp import WSMsgType, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_websocket import WebSocketError
 
-from . import health, protocol
-from .cluster import Cluster, Standalone
+from . import protocol
+from .cluster import Cluster
 from .config import Settings
 from .exposition import Exposition
 from .frames import text_frame
@@ -136,7 +136,6 @@ class Worker:
         m = self.metrics
         routes = self.handlers.routes
         rate = self.settings.rate_limit
-        delay = self.settings.inject_delay_ms / 1000.0
         bytes_in, bytes_out = m.bytes_in, m.bytes_out
         write, buffered = conn.transport.write, conn.transport.get_write_buffer_size
         async for msg in ws:
@@ -162,10 +161,6 @@ class Worker:
                                 f"over {rate} messages a second",
                                 ref,
                             )
-                        if delay:
-                            await asyncio.sleep(delay)
-                            if ws.closed:
-                                break
                         reply = (
                             raw if route.handle is None else route.handle(conn, obj, ref, started)
                         )
@@ -316,15 +311,3 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-WORKER = web.AppKey("worker", Worker)
-
-
-def standalone_app(settings: Settings, index: int = 0) -> web.Application:
-    """A single worker with no supervisor: for handler tests and embedding."""
-    thresholds = health.load_thresholds(settings.thresholds_file)
-    worker = Worker(settings, index, lambda metrics, hub: Standalone(metrics.registry, thresholds))
-    app = worker.application()
-    app[WORKER] = worker
-    return app

@@ -1,4 +1,4 @@
-"""The `wsmon` command line."""
+"""`wsmon serve`: its flags, generated from the settings table, and start-up."""
 
 from __future__ import annotations
 
@@ -9,22 +9,11 @@ from typing import Any
 
 import click
 
-from alerting.thresholds import ThresholdsError
+from wsmon.thresholds import ThresholdsError
 
-from . import __version__
 from .config import OPTIONS, ConfigError, Settings, load_settings
 from .health import load_thresholds
 from .logs import configure_logging
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="wsmon")
-def main() -> None:
-    """wsmon: a WebSocket server built to be watched.
-
-    Serve real-time traffic on /ws with Prometheus metrics on /metrics, health on /api/health,
-    and everything an operator needs around it.
-    """
 
 
 def _settings_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -38,13 +27,12 @@ def _settings_options(command: Callable[..., None]) -> Callable[..., None]:
             flag,
             option.name,
             type=option.kind,
-            hidden=option.name == "inject_delay_ms",
             help=f"{text} [default: {default}]",
         )(command)
     return command
 
 
-@main.command()
+@click.command()
 @_settings_options
 @click.option(
     "--config",
@@ -81,16 +69,3 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
         ) from None
-
-
-# `wsmon loadtest` (the loadgen package) joins the group last, once `main` exists.
-from loadgen.cli import loadtest  # noqa: E402
-
-main.add_command(loadtest)
-
-
-# `wsmon rules` and `wsmon alerts` live with the alerting mixin they build and operate.
-from alerting.cli import alerts, rules  # noqa: E402
-
-main.add_command(rules)
-main.add_command(alerts)

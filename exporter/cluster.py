@@ -1,8 +1,8 @@
 """A worker's view of the rest of the pool: relaying deliveries, gathering metrics, judging health.
 
-`Standalone` is a pool of one with no supervisor (handler tests, embedding). `Supervised` is a
-worker of `wsmon serve`: it talks to the supervisor over its control channel, which relays
-deliveries to the other workers and merges every worker's metrics for /metrics and /api/health.
+`Supervised` is a worker of `wsmon serve`: it talks to the supervisor over its control channel,
+which relays deliveries to the other workers and merges every worker's metrics for /metrics and
+/api/health. The handler tests give a worker a pool of one instead (tests/support/standalone.py).
 """
 
 from __future__ import annotations
@@ -11,17 +11,14 @@ import asyncio
 import itertools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from alerting.thresholds import Threshold
-
-from . import health
 from .control import ControlChannel
 from .hub import Hub
-from .metrics import Registry, Snapshot, merge
+from .metrics import Registry, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -50,38 +47,6 @@ class Cluster(ABC):
     async def stop(self) -> None:
         """End background work."""
         return None
-
-
-class Standalone(Cluster):
-    def __init__(self, registry: Registry, thresholds: Sequence[Threshold]) -> None:
-        self._registry = registry
-        self._thresholds = thresholds
-        self._pool = Registry()
-        self._pool["wsmon_workers_configured"].child().value = 1
-        self._pool["wsmon_workers_alive"].child().value = 1
-        self._history = health.History()
-        self._sampler: asyncio.Task[None] | None = None
-
-    def relay(
-        self, message_type: str, route: str, name: str, payload: bytes, enqueued: float
-    ) -> None:
-        return None
-
-    def _snapshot(self) -> Snapshot:
-        return merge([self._registry.snapshot(), self._pool.snapshot()])
-
-    async def collect(self) -> Snapshot:
-        return self._snapshot()
-
-    async def health(self) -> dict[str, Any]:
-        return health.evaluate(self._snapshot(), self._history.baseline(), 1, 1, self._thresholds)
-
-    async def start(self) -> None:
-        self._sampler = asyncio.create_task(health.sample_forever(self._history, self._snapshot))
-
-    async def stop(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
 
 
 class Supervised(Cluster):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .yamlfile import YamlFileError, read_yaml
+from wsmon.yamlfile import YamlFileError, read_yaml
 
 ENV_PREFIX = "WSMON_"
 
@@ -37,8 +37,6 @@ class Settings:
     keepalive_seconds: int = 30
     drain_seconds: float = 10.0
     log_level: str = "info"
-    # Test-only: delay every /ws message by this long, to prove that latency checks can fail.
-    inject_delay_ms: float = 0.0
     # Empty: the packaged alerting/thresholds.yaml.
     thresholds_file: str = ""
 
@@ -125,13 +123,6 @@ OPTIONS: tuple[Option, ...] = (
         lambda v: v in _LOG_LEVELS,
         "one of " + ", ".join(_LOG_LEVELS),
         "logging verbosity",
-    ),
-    Option(
-        "inject_delay_ms",
-        float,
-        lambda v: v >= 0,
-        "a number >= 0",
-        "TEST ONLY: delay every /ws message, to make latency thresholds fail on purpose",
     ),
     Option(
         "thresholds_file",

@@ -15,8 +15,10 @@ from typing import Any, Final
 
 from prometheus_client.utils import floatToGoString
 
-from . import __version__
-from .metrics import CATALOGUE, COUNTER, HISTOGRAM, Snapshot, Spec
+from wsmon import __version__
+from wsmon.catalogue import CATALOGUE, COUNTER, HISTOGRAM, Spec
+
+from .metrics import Snapshot
 
 TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
 # Metric names are plain Prometheus names, so the escaping scheme named here changes nothing.

@@ -17,11 +17,11 @@ from pathlib import Path
 from time import monotonic
 from typing import Any, Final
 
-from alerting import DEFAULT_THRESHOLDS
-from alerting.indicators import IMBALANCE_MIN_CONNECTIONS_PER_WORKER
-from alerting.thresholds import Threshold, load
+from wsmon.catalogue import SPECS
+from wsmon.indicators import IMBALANCE_MIN_CONNECTIONS_PER_WORKER
+from wsmon.thresholds import DEFAULT_THRESHOLDS, Threshold, load
 
-from .metrics import SPECS, Snapshot
+from .metrics import Snapshot
 
 HEALTHY: Final = "healthy"
 DEGRADED: Final = "degraded"

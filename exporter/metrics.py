@@ -15,169 +15,21 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
+
+from wsmon.catalogue import (
+    CATALOGUE,
+    CLOSE_CODES,
+    DROP_REASONS,
+    FANOUT_TYPES,
+    GAUGE,
+    HISTOGRAM,
+    OTHER,
+    SPECS,
+    Spec,
+)
 
 from . import protocol
-
-COUNTER: Final = "counter"
-GAUGE: Final = "gauge"
-HISTOGRAM: Final = "histogram"
-
-# Sub-millisecond to 10 s; 0.1 and 0.2 are bucket edges because the default thresholds sit there.
-LATENCY_BUCKETS: Final = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.2,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-RECIPIENT_BUCKETS: Final = (
-    1,
-    2,
-    5,
-    10,
-    25,
-    50,
-    100,
-    250,
-    500,
-    1000,
-    2500,
-    5000,
-    10000,
-    25000,
-    50000,
-)
-
-# Close codes get their own label value; anything else is "other" so the label stays bounded.
-CLOSE_CODES: Final = (
-    "1000",
-    "1001",
-    "1002",
-    "1003",
-    "1006",
-    "1007",
-    "1008",
-    "1009",
-    "1011",
-    "1013",
-)
-OTHER: Final = "other"
-DROP_REASONS: Final = ("slow_consumer", "closed")
-FANOUT_TYPES: Final = ("chat", "notify", "publish", "broadcast")
-
-
-@dataclass(frozen=True)
-class Spec:
-    name: str
-    kind: str
-    help: str
-    labels: tuple[str, ...] = ()
-    buckets: tuple[float, ...] = ()
-
-
-CATALOGUE: Final = (
-    Spec("wsmon_connections_active", GAUGE, "Open WebSocket connections.", ("worker",)),
-    Spec(
-        "wsmon_pool_capacity",
-        GAUGE,
-        "Connections a worker accepts before refusing with 1013.",
-        ("worker",),
-    ),
-    Spec("wsmon_connections_opened_total", COUNTER, "WebSocket connections accepted.", ("worker",)),
-    Spec(
-        "wsmon_connections_rejected_total",
-        COUNTER,
-        "Connections refused: capacity (close 1013), draining (close 1001), no_worker.",
-        ("reason",),
-    ),
-    Spec(
-        "wsmon_connections_closed_total",
-        COUNTER,
-        "WebSocket connections closed, by close code.",
-        ("code",),
-    ),
-    Spec(
-        "wsmon_messages_received_total",
-        COUNTER,
-        "Frames received on /ws, by message type (invalid: anything unparseable or unknown).",
-        ("type",),
-    ),
-    Spec(
-        "wsmon_messages_sent_total",
-        COUNTER,
-        "Frames sent on /ws, by message type, one per recipient.",
-        ("type",),
-    ),
-    Spec(
-        "wsmon_message_errors_total",
-        COUNTER,
-        "Messages refused with an error frame, by message type and error code.",
-        ("type", "reason"),
-    ),
-    Spec(
-        "wsmon_message_latency_seconds",
-        HISTOGRAM,
-        "Frame received to handled and every local recipient enqueued.",
-        ("type",),
-        LATENCY_BUCKETS,
-    ),
-    Spec(
-        "wsmon_delivery_latency_seconds",
-        HISTOGRAM,
-        "Sender's frame received (on any worker) to written to a recipient's socket.",
-        (),
-        LATENCY_BUCKETS,
-    ),
-    Spec(
-        "wsmon_broadcast_duration_seconds",
-        HISTOGRAM,
-        "Time to fan one message out to a worker's local recipients.",
-        ("type",),
-        LATENCY_BUCKETS,
-    ),
-    Spec(
-        "wsmon_broadcast_recipients",
-        HISTOGRAM,
-        "Local recipients of one fan-out.",
-        ("type",),
-        RECIPIENT_BUCKETS,
-    ),
-    Spec(
-        "wsmon_message_bytes_total",
-        COUNTER,
-        "WebSocket payload bytes on /ws and /ws/echo, by direction.",
-        ("direction",),
-    ),
-    Spec(
-        "wsmon_deliveries_dropped_total",
-        COUNTER,
-        "Deliveries not written: slow_consumer (send buffer full), closed (recipient gone).",
-        ("reason",),
-    ),
-    Spec(
-        "wsmon_worker_restarts_total",
-        COUNTER,
-        "Worker processes the supervisor restarted after they died.",
-        ("worker",),
-    ),
-    Spec("wsmon_workers_alive", GAUGE, "Worker processes running and connected.", ()),
-    Spec("wsmon_workers_configured", GAUGE, "Worker processes the pool should have.", ()),
-)
-SPECS: Final = {spec.name: spec for spec in CATALOGUE}
 
 
 class Cell:

@@ -25,9 +25,10 @@ from typing import Any
 
 import orjson
 
-from alerting.thresholds import Threshold
+from wsmon import __version__
+from wsmon.thresholds import Threshold
 
-from . import __version__, health
+from . import health
 from .config import Settings
 from .control import ControlChannel
 from .metrics import Registry, Snapshot, merge, without_gauges
@@ -135,8 +136,9 @@ class Supervisor:
         try:
             slot.process = await asyncio.create_subprocess_exec(
                 sys.executable,
+                "-P",  # the current directory must not shadow wsmon's modules
                 "-m",
-                "exporter.worker",
+                "wsmon.exporter.worker",
                 "--index",
                 str(slot.index),
                 "--control-fd",
@@ -418,7 +420,7 @@ class ListenError(OSError):
 
 def serve(settings: Settings, thresholds: Sequence[Threshold]) -> None:
     """Bind the port (ListenError, before any worker starts), then run the pool."""
-    from .loop import run
+    from wsmon.loop import run
 
     supervisor = Supervisor(settings, thresholds)
     try:

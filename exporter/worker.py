@@ -1,8 +1,9 @@
 """A worker process of `wsmon serve`: serves the connections the supervisor hands it.
 
-Started by supervisor.py as `python -m exporter.worker`, with two inherited Unix sockets: the
-control channel (relay, metrics, drain) and the hand-off socket, on which each accepted TCP
-connection arrives as a file descriptor (SCM_RIGHTS).
+Started by supervisor.py as `python -P -m wsmon.exporter.worker` (-P: the current directory
+cannot shadow wsmon's modules), with two inherited Unix sockets: the control channel (relay,
+metrics, drain) and the hand-off socket, on which each accepted TCP connection arrives as a file
+descriptor (SCM_RIGHTS).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def main() -> None:
     # The supervisor owns Ctrl-C: a terminal's SIGINT reaches the whole process group, and the
     # supervisor turns it into an orderly drain of every worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from .loop import run
+    from wsmon.loop import run
 
     run(run_worker(settings, args.index, args.control_fd, args.handoff_fd))
 

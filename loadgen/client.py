@@ -36,7 +36,7 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
-from exporter import __version__
+from wsmon import __version__
 
 from .profiles import Mix, Profile
 from .stats import LOST, TIMEOUT, Recorder, TimelinePoint

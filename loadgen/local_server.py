@@ -66,8 +66,9 @@ class LocalServer:
         """Start and wait until /readyz answers 200, or raise LocalServerError."""
         command = [
             sys.executable,
+            "-P",
             "-c",
-            "from exporter.cli import main; main()",
+            "from wsmon.cli import main; main()",
             "serve",
             "--host",
             self.host,

@@ -9,7 +9,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from exporter.loop import run as run_loop
+from wsmon.loop import run as run_loop
 
 from .client import Run, RunPlan, RunTimes, TargetUnreachable, probe
 from .cpu import CpuMeter, CpuUsage

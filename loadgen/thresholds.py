@@ -14,12 +14,12 @@ The guide's healthy system is connection success > 95 %, message success > 98 % 
 
 from __future__ import annotations
 
-import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Final
+
+from wsmon.thresholds import CONDITIONS
 
 PERCENT: Final = "%"
 MILLISECONDS: Final = "ms"
@@ -39,11 +39,6 @@ _SYNTAX = re.compile(
 )
 _PERCENTILE = re.compile(r"^p\(?\s*([0-9]+(?:\.[0-9]+)?)\s*\)?$")
 _TO_MS: Final = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0, "": 1.0}
-# The four comparisons a threshold may use; alerting/thresholds.py checks its conditions against
-# the same mapping (and lists them, in this order, in its error messages).
-COMPARISONS: Final[Mapping[str, Callable[[float, float], bool]]] = MappingProxyType(
-    {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
-)
 EXAMPLES: Final = "e.g. 'p99<200ms', 'avg<=50ms', 'message_success>98%', 'worker_spread<1.5'"
 
 
@@ -64,7 +59,7 @@ class Threshold:
         return f"{self.metric}{self.op}{self.limit:g}{self.unit}"
 
     def holds(self, observed: float) -> bool:
-        return COMPARISONS[self.op](observed, self.limit)
+        return CONDITIONS[self.op](observed, self.limit)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`python -m loadgen.bench` (what `make bench` runs): every comparison, one report.
+"""`python -P -m wsmon.loadgen.bench` (what `make bench` runs): every comparison, one report.
 
 Writes reports/bench-<date>.json (every run's figures) and reports/bench-<date>.md (the tables that
 docs/performance.md quotes), and prints the tables.

@@ -1,7 +1,7 @@
 """The bare echo servers wsmon is measured against: what the same work costs with nothing else.
 
-    python -m loadgen.bench.baselines aiohttp --port 9000 [--reuse-port]
-    python -m loadgen.bench.baselines websockets --port 9000
+    python -P -m wsmon.loadgen.bench.baselines aiohttp --port 9000 [--reuse-port]
+    python -P -m wsmon.loadgen.bench.baselines websockets --port 9000
 
 Both run on uvloop, echo text frames verbatim and negotiate no compression, as wsmon does.
 """

@@ -1,9 +1,9 @@
 """Benchmark clients, one mode per measurement, each run as its own process.
 
-    python -m loadgen.bench.clients pingpong URL --connections 50 --duration 4
-    python -m loadgen.bench.clients open URL --connections 5000 --rate 1 --duration 10
-    python -m loadgen.bench.clients hold URL --connections 5000
-    python -m loadgen.bench.clients listen URL --connections 5000
+    python -P -m wsmon.loadgen.bench.clients pingpong URL --connections 50 --duration 4
+    python -P -m wsmon.loadgen.bench.clients open URL --connections 5000 --rate 1 --duration 10
+    python -P -m wsmon.loadgen.bench.clients hold URL --connections 5000
+    python -P -m wsmon.loadgen.bench.clients listen URL --connections 5000
 
 Each prints one JSON object on stdout when it is done (`hold` and `listen` first print a line
 when every connection is open, then wait for SIGTERM). They use aiohttp's client, the lightest at

@@ -112,7 +112,15 @@ def _wait_for_port(port: int, launched: list[subprocess.Popen[bytes]], timeout: 
 def start_baseline(kind: str, processes: int = 1) -> Server:
     """A bare echo server; several processes share the port with SO_REUSEPORT."""
     port = free_port()
-    command = [sys.executable, "-m", "loadgen.bench.baselines", kind, "--port", str(port)]
+    command = [
+        sys.executable,
+        "-P",
+        "-m",
+        "wsmon.loadgen.bench.baselines",
+        kind,
+        "--port",
+        str(port),
+    ]
     if processes > 1:
         command.append("--reuse-port")
     launched = [subprocess.Popen(command) for _ in range(processes)]

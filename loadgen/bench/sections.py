@@ -56,8 +56,9 @@ class Section:
 def client(mode: str, server: Server, connections: int, *args: str) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
+        "-P",
         "-m",
-        "loadgen.bench.clients",
+        "wsmon.loadgen.bench.clients",
         mode,
         server.url,
         "--connections",

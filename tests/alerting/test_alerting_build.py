@@ -13,9 +13,11 @@ import yaml
 from alerting_stack import REPO, tool
 from click.testing import CliRunner
 
-from alerting import DEFAULT_THRESHOLDS, HERE, build
-from alerting.thresholds import Threshold, load, parse
-from exporter.cli import main
+from wsmon.alerting import build
+from wsmon.cli import main
+from wsmon.thresholds import DEFAULT_THRESHOLDS, Threshold, load, parse
+
+HERE = REPO / "alerting"
 
 GENERATED = HERE / "generated"
 HAND_WRITTEN_TESTS = sorted((HERE / "tests").glob("*.yaml"))

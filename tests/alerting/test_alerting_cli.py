@@ -18,9 +18,9 @@ from alerting_stack import Stack
 from click.testing import CliRunner, Result
 from support.processes import HOST, free_port
 
-from alerting import DEFAULT_THRESHOLDS, build
-from alerting.thresholds import load
-from exporter.cli import main
+from wsmon.alerting import build
+from wsmon.cli import main
+from wsmon.thresholds import DEFAULT_THRESHOLDS, load
 
 SILENCE_ID = re.compile(r"silence ([0-9a-f-]{36})$")
 

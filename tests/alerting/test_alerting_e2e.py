@@ -33,8 +33,8 @@ import yaml
 from alerting_stack import Mail, SmtpSink, Stack, eventually
 from support.processes import HOST, WSMON
 
-from alerting import DEFAULT_THRESHOLDS, build, smtp
-from alerting.thresholds import load
+from wsmon.alerting import build, smtp
+from wsmon.thresholds import DEFAULT_THRESHOLDS, load
 
 WARNING = "WsmonMessageErrorRateHigh"  # message_error_rate > 1 %, warning
 CRITICAL = "WsmonMessageSuccessRateCritical"  # message_success_rate < 98 %, critical

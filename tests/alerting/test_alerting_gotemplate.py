@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from alerting import gotemplate
+from wsmon.alerting import gotemplate
 
 
 def test_humanize_duration_matches_prometheus() -> None:

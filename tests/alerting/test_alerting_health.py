@@ -9,12 +9,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from alerting import DEFAULT_THRESHOLDS
-from alerting.thresholds import parse
-from exporter import health
-from exporter.cli import main
-from exporter.config import load_settings
-from exporter.metrics import LATENCY_BUCKETS, Registry, Snapshot, WorkerMetrics, merge
+from wsmon.catalogue import LATENCY_BUCKETS
+from wsmon.cli import main
+from wsmon.exporter import health
+from wsmon.exporter.config import load_settings
+from wsmon.exporter.metrics import Registry, Snapshot, WorkerMetrics, merge
+from wsmon.thresholds import DEFAULT_THRESHOLDS, parse
 
 DEFAULTS = health.load_thresholds("")  # the packaged alerting/thresholds.yaml
 

@@ -10,9 +10,9 @@ import yaml
 from alerting_stack import tool
 from click.testing import CliRunner
 
-from alerting.smtp import SmtpSettingsError, from_environment
-from exporter.cli import main
-from exporter.config import load_settings
+from wsmon.alerting.smtp import SmtpSettingsError, from_environment
+from wsmon.cli import main
+from wsmon.exporter.config import load_settings
 
 RELAY = {
     "WSMON_SMTP_SMARTHOST": "mail.internal:587",

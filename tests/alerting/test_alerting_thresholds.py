@@ -9,10 +9,16 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from alerting import DEFAULT_THRESHOLDS
-from alerting.indicators import BY_KEY
-from alerting.thresholds import Threshold, ThresholdsError, duration_seconds, load, parse
-from exporter.cli import main
+from wsmon.cli import main
+from wsmon.indicators import BY_KEY
+from wsmon.thresholds import (
+    DEFAULT_THRESHOLDS,
+    Threshold,
+    ThresholdsError,
+    duration_seconds,
+    load,
+    parse,
+)
 
 GOOD: dict[str, Any] = {
     "name": "HighErrorRate",

@@ -1,8 +1,9 @@
 """The benchmark's client processes: `listen` when the server closes, `holding` when things fail.
 
-`listen` runs as the benchmark runs it (`python -m loadgen.bench.clients`) against a scripted
-WebSocket server on a plain socket, so the test decides exactly when the server answers and closes.
-`holding` gets stand-in client processes, so each way it can fail is quick to bring about.
+`listen` runs as the benchmark runs it (`python -P -m wsmon.loadgen.bench.clients`) against a
+scripted WebSocket server on a plain socket, so the test decides exactly when the server answers
+and closes. `holding` gets stand-in client processes, so each way it can fail is quick to bring
+about.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from typing import Any
 import pytest
 from support.processes import HOST
 
-from loadgen.bench import sections
-from loadgen.bench.procs import Server, cpu_seconds
+from wsmon.loadgen.bench import sections
+from wsmon.loadgen.bench.procs import Server, cpu_seconds
 
 REPO = Path(__file__).resolve().parents[2]
 UPGRADED = (
@@ -95,8 +96,9 @@ def listener(url: str, connections: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
+            "-P",
             "-m",
-            "loadgen.bench.clients",
+            "wsmon.loadgen.bench.clients",
             "listen",
             url,
             "--connections",

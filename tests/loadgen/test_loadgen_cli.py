@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner, Result
 
-from loadgen.cli import loadtest
+from wsmon.loadgen.cli import loadtest
 
 
 def invoke(*args: str) -> Result:

@@ -13,9 +13,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Close
 
-from loadgen.client import Run, RunPlan, close_kind, connect_error_kind, probe
-from loadgen.profiles import parse_mix, resolve_profile
-from loadgen.stats import LOST, NOT_SENT, TIMEOUT, Recorder
+from wsmon.loadgen.client import Run, RunPlan, close_kind, connect_error_kind, probe
+from wsmon.loadgen.profiles import parse_mix, resolve_profile
+from wsmon.loadgen.stats import LOST, NOT_SENT, TIMEOUT, Recorder
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 WELCOME = orjson.dumps({"type": "welcome", "connection_id": "t-1", "worker": 0}).decode()

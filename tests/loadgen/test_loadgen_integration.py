@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support.delay_proxy import delayed
 
-from loadgen.local_server import is_listening
+from wsmon.loadgen.local_server import is_listening
 
 if TYPE_CHECKING:
     from conftest import LoadtestResult
@@ -183,20 +184,21 @@ def test_tiny_worker_capacity_fails_connection_success(
 def test_slowed_server_fails_the_latency_threshold(
     server_factory: Callable[..., Wsmon], loadtest: Loadtest
 ) -> None:
-    slow = server_factory("--workers", "1", "--inject-delay-ms", "300")
-    result = loadtest(
-        "custom",
-        "--connections",
-        "10",
-        "--interval",
-        "0.5",
-        "--duration",
-        "2",
-        "--mix",
-        "echo=1",
-        "--url",
-        slow.ws_url(),
-    )
+    server = server_factory("--workers", "1")
+    with delayed(server.port, 0.3) as slow:
+        result = loadtest(
+            "custom",
+            "--connections",
+            "10",
+            "--interval",
+            "0.5",
+            "--duration",
+            "2",
+            "--mix",
+            "echo=1",
+            "--url",
+            f"ws://127.0.0.1:{slow.port}/ws",
+        )
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.report is not None
     p99 = next(t for t in result.report["thresholds"] if t["metric"] == "p99")

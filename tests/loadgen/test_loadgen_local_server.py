@@ -6,7 +6,7 @@ import os
 
 from support.processes import HOST, free_port
 
-from loadgen.local_server import LocalServer
+from wsmon.loadgen.local_server import LocalServer
 
 
 def open_descriptors() -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.profiles import (
+from wsmon.loadgen.profiles import (
     PROFILE_NAMES,
     ProfileError,
     parse_mix,

@@ -7,13 +7,13 @@ import re
 
 import pytest
 
-from loadgen.client import RunPlan, RunTimes
-from loadgen.cpu import CpuMeter, CpuUsage
-from loadgen.htmlreport import Scale, render_html
-from loadgen.profiles import parse_mix, resolve_profile
-from loadgen.report import Report, build, error_kinds, render_text
-from loadgen.stats import NOT_SENT, TIMEOUT, Recorder
-from loadgen.thresholds import DEFAULT_THRESHOLDS, merge, parse_threshold
+from wsmon.loadgen.client import RunPlan, RunTimes
+from wsmon.loadgen.cpu import CpuMeter, CpuUsage
+from wsmon.loadgen.htmlreport import Scale, render_html
+from wsmon.loadgen.profiles import parse_mix, resolve_profile
+from wsmon.loadgen.report import Report, build, error_kinds, render_text
+from wsmon.loadgen.stats import NOT_SENT, TIMEOUT, Recorder
+from wsmon.loadgen.thresholds import DEFAULT_THRESHOLDS, merge, parse_threshold
 
 PLAN = RunPlan(
     profile=resolve_profile("custom", connections=4, interval=0.5, duration=2, ramp_up=0),

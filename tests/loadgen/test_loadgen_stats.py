@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.stats import NOT_SENT, TIMEOUT, Latencies, Recorder, nearest_rank
+from wsmon.loadgen.stats import NOT_SENT, TIMEOUT, Latencies, Recorder, nearest_rank
 
 
 def test_every_attempt_is_a_reply_or_a_failure() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.cli import default_grace
-from loadgen.thresholds import (
+from wsmon.loadgen.cli import default_grace
+from wsmon.loadgen.thresholds import (
     DEFAULT_THRESHOLDS,
     Threshold,
     ThresholdError,

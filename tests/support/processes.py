@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-# One copy of each in the project, re-exported here for the test folders.
-from loadgen.bench.procs import children as children
-from loadgen.bench.procs import free_port as free_port
 from support.metrics import Metrics
+
+# One copy of each in the project, re-exported here for the test folders.
+from wsmon.loadgen.bench.procs import children as children
+from wsmon.loadgen.bench.procs import free_port as free_port
 
 HOST = "127.0.0.1"
 WSMON = Path(sys.executable).parent / "wsmon"
@@ -179,7 +180,7 @@ class Wsmon(Service):
         workers: dict[int, int] = {}
         for child in children(self.pid):
             argv = cmdline(child)
-            if "exporter.worker" in argv and "--index" in argv and pid_exists(child):
+            if "wsmon.exporter.worker" in argv and "--index" in argv and pid_exists(child):
                 workers[int(argv[argv.index("--index") + 1])] = child
         return workers
 

@@ -8,9 +8,9 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from support.standalone import WORKER, standalone_app
 
-from exporter.app import WORKER, standalone_app
-from exporter.config import Settings
+from wsmon.exporter.config import Settings
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]

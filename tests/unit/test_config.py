@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import ConfigError, Settings, load_settings
+from wsmon.exporter.config import ConfigError, Settings, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:

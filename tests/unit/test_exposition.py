@@ -22,9 +22,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from exporter import __version__
-from exporter.exposition import Exposition
-from exporter.metrics import CATALOGUE, COUNTER, HISTOGRAM, Snapshot, WorkerMetrics, merge
+from wsmon import __version__
+from wsmon.catalogue import CATALOGUE, COUNTER, HISTOGRAM
+from wsmon.exporter.exposition import Exposition
+from wsmon.exporter.metrics import Snapshot, WorkerMetrics, merge
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"

@@ -1,7 +1,7 @@
 """Health judged from the metrics: thresholds, windows and the worst check."""
 
-from exporter import health
-from exporter.metrics import WorkerMetrics
+from wsmon.exporter import health
+from wsmon.exporter.metrics import WorkerMetrics
 
 DEFAULTS = health.load_thresholds("")  # the packaged alerting/thresholds.yaml
 

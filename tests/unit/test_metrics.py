@@ -4,9 +4,9 @@ import sys
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import __version__
-from exporter.exposition import Exposition
-from exporter.metrics import Histogram, Registry, WorkerMetrics, merge, without_gauges
+from wsmon import __version__
+from wsmon.exporter.exposition import Exposition
+from wsmon.exporter.metrics import Histogram, Registry, WorkerMetrics, merge, without_gauges
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

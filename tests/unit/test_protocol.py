@@ -3,9 +3,9 @@
 import orjson
 import pytest
 
-from exporter import protocol
-from exporter.frames import text_frame
-from exporter.protocol import ProtocolError
+from wsmon.exporter import protocol
+from wsmon.exporter.frames import text_frame
+from wsmon.exporter.protocol import ProtocolError
 
 
 def test_valid_message_returns_type_object_and_id() -> None:

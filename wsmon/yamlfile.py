@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import yaml
@@ -12,8 +12,10 @@ class YamlFileError(ValueError):
     """The file cannot be read or is not YAML; the message names the file (and line, column)."""
 
 
-def read_yaml(path: Path, what: str) -> Any:
-    """The parsed document (None for an empty file); `what` names the file in errors."""
+def read_yaml(path: Traversable, what: str) -> Any:
+    """The parsed document (None for an empty file); `what` names the file in errors.
+
+    `path` is a file path or packaged data (importlib.resources)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

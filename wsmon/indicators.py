@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-from exporter.metrics import LATENCY_BUCKETS
+from .catalogue import LATENCY_BUCKETS
 
 RATIO: Final = "ratio"  # 0..1, shown as a percentage
 SECONDS: Final = "seconds"

@@ -8,18 +8,24 @@ problem, each naming the file, the entry (1-based, with its name) and the field,
 from __future__ import annotations
 
 import difflib
+import operator
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from types import MappingProxyType
 from typing import Any, Final
 
-from exporter.yamlfile import YamlFileError, read_yaml
-from loadgen.thresholds import COMPARISONS
+from wsmon.yamlfile import YamlFileError, read_yaml
 
 from .indicators import BY_KEY, Indicator
 
-# >, >=, <, <=: the load generator's comparisons, in the order error messages list them.
-CONDITIONS: Final = COMPARISONS
+# The four comparisons a threshold may use, in the order error messages list them; the load
+# generator's k6-style thresholds (wsmon.loadgen.thresholds) compare with the same table.
+CONDITIONS: Final[Mapping[str, Callable[[float, float], bool]]] = MappingProxyType(
+    {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+)
 SEVERITIES: Final = ("warning", "critical")
 FIELDS: Final = ("name", "metric", "condition", "value", "for", "severity", "enabled")
 # Prometheus's duration syntax (as in a rule's `for:`), units largest first, at least one.
@@ -28,6 +34,11 @@ _DURATION_UNITS: Final = {"y": 31536000, "w": 604800, "d": 86400, "h": 3600, "m"
 # An alert name is a Prometheus label value, but Alertmanager, amtool and the runbook anchors all
 # expect an identifier.
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# The packaged defaults: the admin's file of the alerting mixin, which the server's /api/health
+# judges by too. Located as package data, so reading it imports nothing of wsmon.alerting.
+DEFAULT_THRESHOLDS: Final[Traversable] = files("wsmon").joinpath("alerting", "thresholds.yaml")
 
 
 class ThresholdsError(ValueError):
@@ -176,7 +187,7 @@ def parse(data: Any, source: str) -> tuple[Threshold, ...]:
     )
 
 
-def load(path: Path) -> tuple[Threshold, ...]:
+def load(path: Traversable) -> tuple[Threshold, ...]:
     """Read and check a thresholds file; every problem is in the one ThresholdsError."""
     try:
         data = read_yaml(path, "thresholds")
