@@ -11,7 +11,7 @@ PORT ?= 8080
 DEBIAN_TOOLS := prometheus prometheus-alertmanager chromium
 TOOL_BINARIES := promtool prometheus prometheus-alertmanager amtool chromium
 
-.PHONY: run test lint tools venv clean help bench loadtest rules
+.PHONY: run test test-oldest lint tools venv clean help bench loadtest rules
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -55,12 +55,27 @@ rules: $(STAMP) tools  ## alerting/thresholds.yaml -> alerting/generated/ (rules
 	promtool test rules alerting/tests/*.yaml alerting/generated/alerts_test.yaml
 	amtool check-config alerting/generated/alertmanager.yml
 
-clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+# The floors in pyproject.toml are claims: install the lowest versions they allow (uv's
+# lowest-direct resolution of the runtime dependencies and extras), then today's test tools held
+# to those pins, and run the unit tests there.
+OLDEST := .venv-oldest
+test-oldest: $(STAMP)  ## unit tests on the lowest dependency versions pyproject.toml allows
+	rm -rf $(OLDEST) && $(BIN)/uv venv --quiet --python $(PYTHON) $(OLDEST)
+	$(BIN)/uv pip compile --quiet --resolution lowest-direct --python $(OLDEST)/bin/python \
+	  --extra loadtest --extra alerting --output-file $(OLDEST)/pins.txt pyproject.toml
+	$(BIN)/uv pip install --quiet --python $(OLDEST)/bin/python -r $(OLDEST)/pins.txt
+	$(BIN)/uv pip install --quiet --python $(OLDEST)/bin/python --no-deps -e .
+	$(BIN)/uv pip install --quiet --python $(OLDEST)/bin/python -c $(OLDEST)/pins.txt \
+	  pytest pytest-aiohttp pytest-timeout aiosmtpd
+	@echo "lowest allowed: $$(grep -v '^ *#' $(OLDEST)/pins.txt | tr '\n' ' ')"
+	$(OLDEST)/bin/python -P -m pytest -q -m "not integration"
+
+clean:  ## remove the virtual environments and caches
+	rm -rf $(VENV) $(OLDEST) .pytest_cache .mypy_cache .ruff_cache
 
 PROFILE ?= light
 loadtest: $(STAMP)  ## load-test ws://$(HOST):$(PORT)/ws, starting a server if none answers (PROFILE=heavy ARGS=...)
 	$(BIN)/wsmon loadtest $(PROFILE) --url ws://$(HOST):$(PORT)/ws --start-server $(ARGS)
 
-bench: $(STAMP)  ## measure wsmon beside bare aiohttp and websockets (about 10 min; not part of test)
+bench: $(STAMP)  ## measure wsmon beside bare aiohttp and websockets (about 6 min; not part of test)
 	$(BIN)/python -P -m wsmon.loadgen.bench $(ARGS)

@@ -68,11 +68,37 @@ class Silence:
     ends_at: str
 
 
-def _silence(raw: Mapping[str, Any]) -> Silence:
+class _WrongShape(ValueError):
+    """An answer whose JSON is not shaped as Alertmanager's v2 API documents it."""
+
+
+def _object(raw: Any) -> Mapping[str, Any]:
+    """`raw` as a JSON object; anything else is a wrongly shaped answer, said in our words."""
+    if not isinstance(raw, dict):
+        raise _WrongShape(f"expected a JSON object, got {_json_kind(raw)}")
+    return raw
+
+
+_JSON_KINDS: Final = (
+    (dict, "an object"),
+    (list, "a list"),
+    (str, "a string"),
+    (bool, "true or false"),
+)
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return next((name for kind, name in _JSON_KINDS if isinstance(value, kind)), "a number")
+
+
+def _silence(raw: Any) -> Silence:
+    raw = _object(raw)
     return Silence(
         id=raw["id"],
-        matchers=tuple((m["name"], m["value"]) for m in raw["matchers"]),
-        state=raw["status"]["state"],
+        matchers=tuple((_object(m)["name"], _object(m)["value"]) for m in raw["matchers"]),
+        state=_object(raw["status"])["state"],
         created_by=raw.get("createdBy", ""),
         comment=raw.get("comment", ""),
         ends_at=raw["endsAt"],
@@ -89,22 +115,24 @@ def _explain(error: urllib.error.HTTPError) -> str:
     return reason if isinstance(reason, str) else body
 
 
-def _alert(raw: Mapping[str, Any]) -> Alert:
+def _alert(raw: Any) -> Alert:
+    raw = _object(raw)
+    status = _object(raw["status"])
     return Alert(
         labels=raw["labels"],
         annotations=raw.get("annotations", {}),
-        silenced_by=tuple(raw["status"]["silencedBy"]),
-        inhibited_by=tuple(raw["status"]["inhibitedBy"]),
+        silenced_by=tuple(status["silencedBy"]),
+        inhibited_by=tuple(status["inhibitedBy"]),
         starts_at=raw["startsAt"],
     )
 
 
-def _each(parse: Callable[[Mapping[str, Any]], T]) -> Callable[[Any], list[T]]:
+def _each(parse: Callable[[Any], T]) -> Callable[[Any], list[T]]:
     """Parse a JSON list item by item; a non-list is a wrongly shaped answer."""
 
     def parse_list(payload: Any) -> list[T]:
         if not isinstance(payload, list):
-            raise TypeError(f"expected a JSON list, got {type(payload).__name__}")
+            raise _WrongShape(f"expected a JSON list, got {_json_kind(payload)}")
         return [parse(raw) for raw in payload]
 
     return parse_list
@@ -134,10 +162,10 @@ class Client:
             # ValueError: a URL urllib cannot use (check_url lets few of them through).
             reason = getattr(exc, "reason", None) or exc
             raise Unreachable(f"cannot reach Alertmanager at {self.base_url}: {reason}") from None
-        except http.client.HTTPException as exc:  # something answered, but not in HTTP
+        except http.client.HTTPException:  # something answered, but not in HTTP
             raise Unreachable(
-                f"cannot reach Alertmanager at {self.base_url}: no valid HTTP answer:"
-                f" {type(exc).__name__}: {exc}".rstrip()
+                f"cannot reach Alertmanager at {self.base_url}: what answers on that port does"
+                " not speak HTTP (another service, or TLS where http:// was given?)"
             ) from None
         if not payload.strip():
             return None
@@ -156,7 +184,7 @@ class Client:
         payload = self._request(method, path, body)
         try:
             return parse(payload)
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, _WrongShape) as exc:
             problem = f"no field {exc}" if isinstance(exc, KeyError) else str(exc)
             raise AlertmanagerError(
                 f"{method} {path}: the answer from {self.base_url} is not what Alertmanager's"
@@ -192,7 +220,9 @@ class Client:
             "createdBy": created_by,
             "comment": comment,
         }
-        return self._call("POST", "/silences", lambda created: str(created["silenceID"]), body)
+        return self._call(
+            "POST", "/silences", lambda created: str(_object(created)["silenceID"]), body
+        )
 
     def expire(self, silence_id: str) -> None:
         self._request("DELETE", f"/silence/{urllib.parse.quote(silence_id, safe='')}")

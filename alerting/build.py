@@ -15,7 +15,11 @@ from typing import Any, Final
 import _jsonnet
 import yaml
 
-from wsmon.indicators import IMBALANCE_MIN_CONNECTIONS_PER_WORKER, INDICATORS
+from wsmon.indicators import (
+    IMBALANCE_MIN_CONNECTIONS_PER_WORKER,
+    INDICATORS,
+    SLOW_CONSUMER_MIN_CUTOFFS,
+)
 from wsmon.thresholds import Threshold
 
 from . import promtests
@@ -53,6 +57,7 @@ def _catalogue() -> dict[str, Any]:
             for i in INDICATORS
         ],
         "imbalanceMinConnectionsPerWorker": IMBALANCE_MIN_CONNECTIONS_PER_WORKER,
+        "slowConsumerMinCutoffs": SLOW_CONSUMER_MIN_CUTOFFS,
     }
 
 

@@ -13,9 +13,10 @@ from typing import Any, Final
 
 import click
 
+from wsmon import extras
 from wsmon.thresholds import DEFAULT_THRESHOLDS, ThresholdsError, duration_seconds, load
 
-from . import build, smtp
+from . import smtp
 from .amclient import Alert, AlertmanagerError, Client, Silence, Unreachable, check_url
 
 DEFAULT_ALERTMANAGER: Final = "http://127.0.0.1:9093"
@@ -29,6 +30,20 @@ class Unavailable(click.ClickException):
 
 
 # -- wsmon rules ---------------------------------------------------------------------------------
+
+
+def _require_build(command: str) -> None:
+    """The Jsonnet build is imported only by the commands that render, so that `wsmon alerts
+    list|ack|unack` work on a server-only install; those commands check for it first."""
+    unavailable = extras.problem("alerting", command)
+    if unavailable is not None:
+        raise click.ClickException(unavailable)
+
+
+def _base_url(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise click.BadParameter(f"must be an http:// or https:// URL, got {value!r}")
+    return None if value is None else value.rstrip("/")
 
 
 @click.group()
@@ -52,15 +67,44 @@ def rules() -> None:
     show_default=True,
     help="Directory for rules.yaml, alerts_test.yaml, alertmanager.yml and wsmon.tmpl.",
 )
+@click.option(
+    "--runbook-url",
+    metavar="URL",
+    callback=_base_url,
+    help="Base of every alert's runbook_url; '#alertname' is appended. [default: the firing"
+    " server's own page, http://INSTANCE/runbooks]",
+)
+@click.option(
+    "--dashboard-url",
+    metavar="URL",
+    callback=_base_url,
+    help="Grafana's address, base of every alert's dashboard_url. [default: http://localhost:3000]",
+)
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 if --output is out of date.")
-def build_command(thresholds_file: Path, output: Path, check: bool) -> None:
+def build_command(
+    thresholds_file: Path,
+    output: Path,
+    runbook_url: str | None,
+    dashboard_url: str | None,
+    check: bool,
+) -> None:
     """Validate thresholds.yaml and generate every alerting file from it.
 
     A bad entry stops the build with a message naming the entry and the field. The Alertmanager
     config has placeholder SMTP settings; `wsmon alerts render-config` fills in real ones.
+
+    \b
+      wsmon rules build
+      wsmon rules build --runbook-url https://wiki.example.com/wsmon/runbooks \\
+                        --dashboard-url https://grafana.example.com --output /etc/prometheus/wsmon
     """
+    from . import build  # present: `wsmon rules` is refused without the alerting extra
+
+    links = {"runbookBaseUrl": runbook_url, "dashboardBaseUrl": dashboard_url}
     try:
-        files = build.render(load(thresholds_file))
+        files = build.render(
+            load(thresholds_file), {key: url for key, url in links.items() if url is not None}
+        )
     except ThresholdsError as exc:
         raise click.ClickException(str(exc)) from None
     if check:
@@ -256,6 +300,9 @@ def render_config_command(output: Path) -> None:
     Alertmanager 0.25 does not expand variables in its config, so they are resolved here; the
     password itself never enters the file.
     """
+    _require_build("wsmon alerts render-config")
+    from . import build
+
     try:
         settings = smtp.from_environment(os.environ)
         files = build.render(load(DEFAULT_THRESHOLDS), {"smtp": settings})

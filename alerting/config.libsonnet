@@ -11,12 +11,15 @@
     rateWindow: '5m',
     // Set from alerting/indicators.py by main.jsonnet, so /api/health uses the same number.
     imbalanceMinConnectionsPerWorker: error 'imbalanceMinConnectionsPerWorker comes from indicators.py',
+    slowConsumerMinCutoffs: error 'slowConsumerMinCutoffs comes from indicators.py',
 
     // Labels on every wsmon alert; wsmon:health:status counts only alerts that carry them.
     alertLabels: { service: 'wsmon' },
 
-    // Links in every alert. Runbook anchors are the lower-cased alert names (## Name in Markdown).
-    runbookBaseUrl: 'https://github.com/wsmon/wsmon/blob/main/alerting/runbooks.md',
+    // Links in every alert (`wsmon rules build --runbook-url/--dashboard-url` set them). By default
+    // the runbook is the firing server's own /runbooks page, which renders runbooks.md; anchors
+    // are the lower-cased alert names (## Name in Markdown).
+    runbookBaseUrl: 'http://{{ $labels.instance }}/runbooks',
     dashboardBaseUrl: 'http://localhost:3000',
     datasource: 'prometheus',
     // Grafana dashboard uid per indicator. No dashboard exists yet: these are the stable uids the
@@ -25,11 +28,13 @@
     dashboards: {
       message_error_rate: 'wsmon-messages',
       message_success_rate: 'wsmon-messages',
+      client_error_ratio: 'wsmon-messages',
       average_latency: 'wsmon-performance',
       p99_latency: 'wsmon-performance',
       pool_utilization: 'wsmon-connections',
       connection_rejection_rate: 'wsmon-connections',
       worker_imbalance: 'wsmon-connections',
+      slow_consumer_ratio: 'wsmon-connections',
       broadcast_time: 'wsmon-performance',
       probe_failure: 'wsmon-health',
       instance_down: 'wsmon-overview',
@@ -42,7 +47,9 @@
       repeatInterval: '4h',
       templateFile: 'wsmon.tmpl',
       // Indicators that are one signal seen two ways: a critical alert on any of them silences
-      // the warnings on all of them (twins on the same indicator are always inhibited).
+      // the warnings on all of them (twins on the same indicator are always inhibited). The
+      // clients' figures (client_error_ratio, slow_consumer_ratio) are in no family: a service
+      // critical says nothing about what clients do, so it must not hide their warnings.
       inhibitFamilies: [['message_error_rate', 'message_success_rate']],
     },
 

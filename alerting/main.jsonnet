@@ -1,12 +1,16 @@
 // Entry point of `wsmon rules build`: every generated file, by name.
-//   catalogue  {indicators: [...], imbalanceMinConnectionsPerWorker}  from alerting/indicators.py
+//   catalogue  {indicators: [...], imbalanceMinConnectionsPerWorker, slowConsumerMinCutoffs}
+//              from wsmon/indicators.py
 //   thresholds [...]  thresholds.yaml after validation (value as PromQL text, display as prose)
 //   overrides  {...}  deep-merged into _config (the end-to-end test's short windows, SMTP settings)
 function(catalogue, thresholds, overrides={})
   local base = (import 'mixin.libsonnet') + {
     catalogue:: catalogue.indicators,
     thresholds:: thresholds,
-    _config+:: { imbalanceMinConnectionsPerWorker: catalogue.imbalanceMinConnectionsPerWorker },
+    _config+:: {
+      imbalanceMinConnectionsPerWorker: catalogue.imbalanceMinConnectionsPerWorker,
+      slowConsumerMinCutoffs: catalogue.slowConsumerMinCutoffs,
+    },
   };
   // Merged once here: Jsonnet re-evaluates a field on every access, and the rules read _config
   // hundreds of times.

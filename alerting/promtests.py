@@ -1,4 +1,5 @@
-"""promtool unit tests generated from thresholds.yaml: every alert fires once and stays quiet once.
+"""promtool unit tests generated from thresholds.yaml: every alert fires once and stays quiet once,
+and one client flooding bad input fires no alert but the client-error warnings.
 
 Each case feeds raw wsmon series (counters, gauges, histogram buckets; never the recording rules
 themselves) chosen so the indicator lands just past the threshold, or just short of it, and checks
@@ -23,6 +24,16 @@ RATE_WINDOW_MINUTES: Final = 5  # the production rate window; enough samples for
 PER_MINUTE: Final = 6000  # 100 messages (or connections, or observations) a second
 CAPACITY: Final = 500  # per worker, two workers
 BASE_CONNECTIONS: Final = 100  # the idlest worker's connections in the imbalance cases
+CONNECTIONS: Final = 1000  # in the slow-consumer cases, so 1 % cut off is 10 (the minimum)
+# The traffic of issue 8: one client floods bad input until 3 messages in 4 are refused, while the
+# server itself fails nothing (its failure counters exist, at 0, as every worker binds them).
+FLOOD_CLIENT_ERRORS: Final = 0.75
+FLOOD_CASE: Final = "one client floods bad input"
+FLOOD_INDICATORS: Final = {
+    "message_error_rate": 0.0,
+    "message_success_rate": 1.0,
+    "client_error_ratio": FLOOD_CLIENT_ERRORS,
+}
 QUANTILE: Final = 0.99
 HISTOGRAMS: Final = {
     "p99_latency": ("wsmon_message_latency_seconds", "echo"),
@@ -71,23 +82,38 @@ def _histogram(key: str, value: float, steps: int) -> Series:
     return series
 
 
-def _error_series(error_ratio: float, steps: int) -> Series:
+def _per_received(counter: str, ratio: float, steps: int, **labels: str) -> Series:
+    """`counter` moving at `ratio` of the messages received."""
     return [
         _counter("wsmon_messages_received_total", PER_MINUTE, steps, type="echo"),
-        _counter(
-            "wsmon_message_errors_total",
-            PER_MINUTE * error_ratio,
-            steps,
-            type="invalid",
-            reason="invalid_json",
-        ),
+        _counter(counter, PER_MINUTE * ratio, steps, **labels),
+    ]
+
+
+def _failure_series(ratio: float, steps: int) -> Series:
+    return _per_received(
+        "wsmon_message_failures_total", ratio, steps, type="echo", reason="internal_error"
+    )
+
+
+def _slow_consumer_series(ratio: float, steps: int) -> Series:
+    # Of CONNECTIONS, `ratio` are cut off within one rate window and the rest stay open.
+    cut_off = CONNECTIONS * ratio
+    still_open = CONNECTIONS - cut_off
+    return [
+        _gauge("wsmon_connections_active", still_open / 2, steps, worker="0"),
+        _gauge("wsmon_connections_active", still_open / 2, steps, worker="1"),
+        _counter("wsmon_slow_consumers_disconnected_total", cut_off / RATE_WINDOW_MINUTES, steps),
     ]
 
 
 # indicator key -> the raw series that make it read `value`.
 _SCENARIOS: Final[dict[str, Callable[[float, int], Series]]] = {
-    "message_error_rate": _error_series,
-    "message_success_rate": lambda v, n: _error_series(1 - v, n),
+    "message_error_rate": _failure_series,
+    "message_success_rate": lambda v, n: _failure_series(1 - v, n),
+    "client_error_ratio": lambda v, n: _per_received(
+        "wsmon_client_errors_total", v, n, type="invalid", reason="invalid_json"
+    ),
     "average_latency": lambda v, n: [
         _counter("wsmon_message_latency_seconds_count", PER_MINUTE, n, type="echo"),
         _counter("wsmon_message_latency_seconds_sum", PER_MINUTE * v, n, type="echo"),
@@ -109,6 +135,7 @@ _SCENARIOS: Final[dict[str, Callable[[float, int], Series]]] = {
         _gauge("wsmon_connections_active", BASE_CONNECTIONS * v, n, worker="0"),
         _gauge("wsmon_connections_active", BASE_CONNECTIONS, n, worker="1"),
     ],
+    "slow_consumer_ratio": _slow_consumer_series,
     "broadcast_time": lambda v, n: _histogram("broadcast_time", v, n),
     "probe_failure": lambda v, n: [_gauge("wsmon_probe_success", 1 - v, n, probe="echo")],
     "instance_down": lambda v, n: [_gauge("up", 1 - v, n)],
@@ -148,16 +175,24 @@ def target(threshold: Threshold, fire: bool) -> float:
     return min(good, key=lambda c: abs(c - threshold.value))
 
 
+def _minutes(threshold: Threshold) -> int:
+    """Evaluation time (minutes) by which the alert has fired if its condition held throughout."""
+    return math.ceil(duration_seconds(threshold.for_) / 60) + RATE_WINDOW_MINUTES
+
+
+def _firing(rule: dict[str, Any], value: float) -> dict[str, Any]:
+    """The alert promtool must see: the rule's labels and its annotations rendered at `value`."""
+    labels = {**rule["labels"], **INSTANCE}
+    annotations = {
+        key: gotemplate.render(text, labels, value) for key, text in rule["annotations"].items()
+    }
+    return {"exp_labels": labels, "exp_annotations": annotations}
+
+
 def _case(threshold: Threshold, rule: dict[str, Any], fire: bool) -> dict[str, Any]:
     value = target(threshold, fire)
-    minutes = math.ceil(duration_seconds(threshold.for_) / 60) + RATE_WINDOW_MINUTES
-    expected: list[dict[str, Any]] = []
-    if fire:
-        labels = {**rule["labels"], **INSTANCE}
-        annotations = {
-            key: gotemplate.render(text, labels, value) for key, text in rule["annotations"].items()
-        }
-        expected.append({"exp_labels": labels, "exp_annotations": annotations})
+    minutes = _minutes(threshold)
+    expected = [_firing(rule, value)] if fire else []
     checks = [{"eval_time": f"{minutes}m", "alertname": threshold.name, "exp_alerts": expected}]
     # Still pending a minute before `for` has passed (the condition holds from 0m or 1m on).
     pending = math.floor(duration_seconds(threshold.for_) / 60) - 1
@@ -175,6 +210,45 @@ def _case(threshold: Threshold, rule: dict[str, Any], fire: bool) -> dict[str, A
     }
 
 
+def _flood_case(enabled: list[Threshold], alerts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One client floods bad input: every enabled alert is checked once its `for` has passed.
+
+    Only those on client errors may fire (thresholds.py refuses a critical on them); the service's
+    own figures read no failure, and every other figure has no series at all.
+    """
+    minutes = max(_minutes(t) for t in enabled)
+    steps = minutes + 1
+    good, bad = PER_MINUTE * (1 - FLOOD_CLIENT_ERRORS), PER_MINUTE * FLOOD_CLIENT_ERRORS
+    reasons = ("invalid_json", "unknown_type", "binary_frame")
+    series = [
+        _counter("wsmon_messages_received_total", good, steps, type="echo"),
+        _counter("wsmon_messages_received_total", bad, steps, type="invalid"),
+        *(
+            _counter(
+                "wsmon_client_errors_total", bad / len(reasons), steps, type="invalid", reason=r
+            )
+            for r in reasons
+        ),
+        _counter("wsmon_message_failures_total", 0, steps, type="echo", reason="internal_error"),
+    ]
+    checks = []
+    for threshold in enabled:
+        value = FLOOD_INDICATORS.get(threshold.metric)
+        expected = []
+        if value is not None and threshold.holds(value):
+            expected.append(_firing(alerts[threshold.name], value))
+        checks.append(
+            {"eval_time": f"{minutes}m", "alertname": threshold.name, "exp_alerts": expected}
+        )
+    return {
+        "name": f"{FLOOD_CASE} ({FLOOD_CLIENT_ERRORS:.0%} client errors, no failures): "
+        "no critical fires",
+        "interval": "1m",
+        "input_series": series,
+        "alert_rule_test": checks,
+    }
+
+
 def document(
     thresholds: tuple[Threshold, ...], rules: dict[str, Any], rules_file: str
 ) -> dict[str, Any]:
@@ -185,13 +259,12 @@ def document(
         for rule in group["rules"]
         if "alert" in rule
     }
-    return {
-        "rule_files": [rules_file],
-        "evaluation_interval": "1m",
-        "tests": [
-            _case(threshold, alerts[threshold.name], fire)
-            for threshold in thresholds
-            if threshold.enabled
-            for fire in (True, False)
-        ],
-    }
+    enabled = [threshold for threshold in thresholds if threshold.enabled]
+    cases = [
+        _case(threshold, alerts[threshold.name], fire)
+        for threshold in enabled
+        for fire in (True, False)
+    ]
+    if enabled:
+        cases.append(_flood_case(enabled, alerts))
+    return {"rule_files": [rules_file], "evaluation_interval": "1m", "tests": cases}

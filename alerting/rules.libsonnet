@@ -7,24 +7,33 @@
 {
   local c = $._config { by: $._config.instanceLabels, sel: $._config.wsmonSelector, w: $._config.rateWindow },
 
+  // A counter's rate per message received. A server that never counted one has no series of it
+  // yet: that counts as 0, not as no figure at all.
+  perReceived(counter):: |||
+    (
+      sum by (%(by)s) (rate(%(counter)s{%(sel)s}[%(w)s]))
+      or
+      0 * sum by (%(by)s) (rate(wsmon_messages_received_total{%(sel)s}[%(w)s]))
+    )
+    /
+    (sum by (%(by)s) (rate(wsmon_messages_received_total{%(sel)s}[%(w)s])) > 0)
+  ||| % (c { counter: counter }),
+
   // indicator key -> { record, expr }; in evaluation order (a rule may read an earlier one).
   indicatorRules:: {
+    // The service is judged by its own failures only (a handler that raised); client errors
+    // have their own figure below, which may warn but never page.
     message_error_rate: {
       record: 'wsmon:message_error_rate:ratio_rate' + c.w,
-      // A server that never refused a message has no error series yet: count it as 0 errors.
-      expr: |||
-        (
-          sum by (%(by)s) (rate(wsmon_message_errors_total{%(sel)s}[%(w)s]))
-          or
-          0 * sum by (%(by)s) (rate(wsmon_messages_received_total{%(sel)s}[%(w)s]))
-        )
-        /
-        (sum by (%(by)s) (rate(wsmon_messages_received_total{%(sel)s}[%(w)s])) > 0)
-      ||| % c,
+      expr: $.perReceived('wsmon_message_failures_total'),
     },
     message_success_rate: {
       record: 'wsmon:message_success_rate:ratio_rate' + c.w,
       expr: '1 - %s\n' % $.indicatorRules.message_error_rate.record,
+    },
+    client_error_ratio: {
+      record: 'wsmon:client_error_ratio:ratio_rate' + c.w,
+      expr: $.perReceived('wsmon_client_errors_total'),
     },
     average_latency: {
       record: 'wsmon:message_latency_seconds:avg_rate' + c.w,
@@ -78,6 +87,25 @@
           sum by (%(by)s) (wsmon_connections_active{%(sel)s})
           >=
           %(imbalanceMinConnectionsPerWorker)d * count by (%(by)s) (wsmon_connections_active{%(sel)s})
+        )
+      ||| % c,
+    },
+    slow_consumer_ratio: {
+      record: 'wsmon:slow_consumer_ratio:ratio_increase' + c.w,
+      // Those cut off have left the gauge: the share is of those open now plus those cut off.
+      expr: |||
+        sum by (%(by)s) (increase(wsmon_slow_consumers_disconnected_total{%(sel)s}[%(w)s]))
+        /
+        (
+          sum by (%(by)s) (increase(wsmon_slow_consumers_disconnected_total{%(sel)s}[%(w)s]))
+          +
+          sum by (%(by)s) (wsmon_connections_active{%(sel)s})
+        )
+        and on (%(by)s)
+        (
+          sum by (%(by)s) (increase(wsmon_slow_consumers_disconnected_total{%(sel)s}[%(w)s]))
+          >=
+          %(slowConsumerMinCutoffs)d
         )
       ||| % c,
     },

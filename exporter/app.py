@@ -1,4 +1,4 @@
-"""The aiohttp application one worker serves: /ws, /ws/echo, /metrics and the health endpoints."""
+"""The aiohttp application one worker serves: /ws, /ws/echo, /metrics, /runbooks and health."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from aiohttp import WSMsgType, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_websocket import WebSocketError
 
-from . import protocol
+from . import protocol, runbooks
 from .cluster import Cluster
 from .config import Settings
 from .exposition import Exposition
 from .frames import text_frame
-from .handlers import Handlers
+from .handlers import Handlers, Route
 from .hub import Connection, Hub
 from .metrics import Cell, WorkerMetrics
-from .protocol import ProtocolError
+from .protocol import MessageId, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,10 @@ class Worker:
                         )
                     except ProtocolError as exc:
                         self._send_error(conn, exc, started)
+                    except Exception:
+                        # A handler bug is the server's failure, not the client's: one message
+                        # fails, not the connection or this worker's read loop.
+                        self._fail_internal(conn, route, message_type, ref, started)
                     else:
                         # No await since this frame was read (handlers are plain functions), so
                         # the socket cannot have started closing: aiohttp ends the iteration then.
@@ -186,7 +190,7 @@ class Worker:
     async def _fail_invalid_text(self, conn: Connection, ws: web.WebSocketResponse) -> int:
         """RFC 6455 8.1: a text frame that is not UTF-8 fails the connection, with 1007."""
         self.metrics.received[protocol.INVALID].value += 1
-        self.metrics.error(protocol.INVALID, protocol.INVALID_FRAME)
+        self.metrics.client_error(protocol.INVALID, protocol.INVALID_FRAME)
         log.info("connection %s closed with 1007: text frame is not UTF-8", conn.id)
         await ws.close(code=INVALID_TEXT, message=b"text frame is not valid UTF-8")
         return INVALID_TEXT
@@ -209,15 +213,30 @@ class Worker:
         code = error.code if isinstance(error, WebSocketError) else None
         self.metrics.received[protocol.INVALID].value += 1
         reason = protocol.TOO_LARGE if code == 1009 else protocol.INVALID_FRAME
-        self.metrics.error(protocol.INVALID, reason)
+        self.metrics.client_error(protocol.INVALID, reason)
         log.info("connection %s closed with %s: %s", conn.id, code, error)
         return code
 
     def _send_error(self, conn: Connection, exc: ProtocolError, started: float) -> None:
         m = self.metrics
-        m.error(exc.message_type, exc.code)
+        m.client_error(exc.message_type, exc.code)
         self._send(conn, protocol.error(exc.code, exc.message, exc.ref), m.sent["error"])
         m.latency[exc.message_type].observe(perf_counter() - started)
+
+    def _fail_internal(
+        self, conn: Connection, route: Route, message_type: str, ref: MessageId, started: float
+    ) -> None:
+        """Count, log (with the traceback) and answer a handler that raised unexpectedly.
+
+        The client learns only that the server failed, never the exception's text, which may
+        hold other clients' data.
+        """
+        route.failures.value += 1
+        log.exception("connection %s: the %s handler failed", conn.id, message_type)
+        message = f"{message_type}: the server failed to handle this message"
+        reply = protocol.error(protocol.INTERNAL_ERROR, message, ref)
+        self._send(conn, reply, self.metrics.sent["error"])
+        route.latency.observe(perf_counter() - started)
 
     async def serve_echo(self, request: web.Request) -> web.StreamResponse:
         """/ws/echo: every text and binary frame back verbatim (echo tests, protocol compliance).
@@ -254,6 +273,9 @@ class Worker:
         snapshot = await self.cluster.collect()
         body, content_type = self.exposition.render(snapshot, request.headers.get("Accept"))
         return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def serve_runbooks(self, request: web.Request) -> web.Response:
+        return web.Response(body=runbooks.page(), content_type="text/html", charset="utf-8")
 
     async def serve_healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -292,6 +314,7 @@ class Worker:
         app.router.add_get("/ws", self.serve_ws)
         app.router.add_get("/ws/echo", self.serve_echo)
         app.router.add_get("/metrics", self.serve_metrics)
+        app.router.add_get("/runbooks", self.serve_runbooks)
         app.router.add_get("/healthz", self.serve_healthz)
         app.router.add_get("/readyz", self.serve_readyz)
         app.router.add_get("/api/health", self.serve_health)

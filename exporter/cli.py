@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,8 @@ from wsmon.thresholds import ThresholdsError
 from .config import OPTIONS, ConfigError, Settings, load_settings
 from .health import load_thresholds
 from .logs import configure_logging
+
+log = logging.getLogger(__name__)
 
 
 def _settings_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -41,7 +47,7 @@ def _settings_options(command: Callable[..., None]) -> Callable[..., None]:
     help="YAML file of settings (keys as in the flags, with underscores). [env WSMON_CONFIG]",
 )
 def serve(config_file: Path | None, **flags: Any) -> None:
-    """Serve /ws, /ws/echo, /metrics, /healthz, /readyz and /api/health on one port.
+    """Serve /ws, /ws/echo, /metrics, /runbooks, /healthz, /readyz and /api/health on one port.
 
     Settings come from flags, then WSMON_* environment variables, then the --config file, then
     defaults. Examples:
@@ -52,14 +58,26 @@ def serve(config_file: Path | None, **flags: Any) -> None:
       WSMON_PORT=9000 wsmon serve --config /etc/wsmon/wsmon.yaml
 
     SIGTERM (or Ctrl-C) drains: clients get close code 1001 and the server exits within
-    --drain-seconds.
+    --drain-seconds. Unknown WSMON_* variables (and Kubernetes' service-link variables of a
+    Service named wsmon) are ignored with a warning; a bad value of a setting stops the server.
+    Linux only: workers receive connections over Unix sockets (SCM_RIGHTS).
     """
+    if not sys.platform.startswith("linux"):
+        raise click.ClickException(
+            f"wsmon serve runs on Linux only (this is {sys.platform}): the supervisor hands each"
+            " connection to a worker process over a Unix socket (SCM_RIGHTS) and tunes TCP"
+            " keepalive with Linux socket options. Run it in a Linux container or VM; the other"
+            " commands (loadtest, rules, alerts) work here."
+        )
+    warnings: list[str] = []
     try:
-        settings = load_settings(flags, os.environ, config_file)
+        settings = load_settings(flags, os.environ, config_file, warnings)
         thresholds = load_thresholds(settings.thresholds_file)
     except (ConfigError, ThresholdsError) as exc:
         raise click.UsageError(str(exc)) from None
     configure_logging(settings.log_level, "supervisor")
+    for warning in warnings:
+        log.warning("%s", warning)
     from .supervisor import ListenError
     from .supervisor import serve as run_pool
 
@@ -67,5 +85,18 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         run_pool(settings, thresholds)
     except ListenError as exc:
         raise click.ClickException(
-            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+            f"cannot listen on {settings.host}:{settings.port}: {_listen_problem(exc)}"
         ) from None
+
+
+def _listen_problem(exc: OSError) -> str:
+    """Why the port cannot be bound and what to do, in wsmon's words, not the C library's."""
+    if exc.errno == errno.EADDRINUSE:
+        return "another process listens on that port (stop it, or pick another --port)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "no network interface of this machine has that address (check --host)"
+    if exc.errno == errno.EACCES:
+        return "ports below 1024 need root or CAP_NET_BIND_SERVICE (pick another --port)"
+    if exc.errno in (socket.EAI_NONAME, socket.EAI_AGAIN):
+        return "the host name does not resolve (check --host)"
+    return f"the system refused ({exc.strerror})"

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from .control import ControlChannel
+from .control import ControlChannel, Op
 from .hub import Hub
-from .metrics import Registry, Snapshot
+from .metrics import Registry, Snapshot, from_wire, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,11 @@ class Supervised(Cluster):
         self, message_type: str, route: str, name: str, payload: bytes, enqueued: float
     ) -> None:
         self._channel.send(
-            {"op": "relay", "type": message_type, "route": route, "name": name, "t": enqueued},
+            {"op": Op.RELAY, "type": message_type, "route": route, "name": name, "t": enqueued},
             payload,
         )
 
-    async def _ask(self, op: str) -> bytes:
+    async def _ask(self, op: Op) -> bytes:
         request = next(self._ids)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._requests[request] = future
@@ -84,11 +84,10 @@ class Supervised(Cluster):
             self._requests.pop(request, None)
 
     async def collect(self) -> Snapshot:
-        merged: Snapshot = orjson.loads(await self._ask("collect"))
-        return merged
+        return from_wire(await self._ask(Op.COLLECT))
 
     async def health(self) -> dict[str, Any]:
-        document: dict[str, Any] = orjson.loads(await self._ask("health"))
+        document: dict[str, Any] = orjson.loads(await self._ask(Op.HEALTH))
         return document
 
     def connection_ended(self) -> None:
@@ -105,12 +104,10 @@ class Supervised(Cluster):
 
     def _report_load(self) -> None:
         self._load_report = None
-        self._channel.send({"op": "load", "ended": self._ended})
+        self._channel.send({"op": Op.LOAD, "ended": self._ended})
 
     def _push_snapshot(self, request: int | None) -> None:
-        self._channel.send(
-            {"op": "snapshot", "req": request}, orjson.dumps(self._registry.snapshot())
-        )
+        self._channel.send({"op": Op.SNAPSHOT, "req": request}, to_wire(self._registry.snapshot()))
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._push())]
@@ -136,18 +133,18 @@ class Supervised(Cluster):
         self._on_drain()
 
     def _handle(self, header: dict[str, Any], body: bytes) -> None:
-        op = header["op"]
-        if op == "relay":
-            self._hub.deliver(
-                header["type"], header["route"], header["name"], body, None, header["t"]
-            )
-        elif op == "snapshot_request":
-            self._push_snapshot(header["req"])
-        elif op == "reply":
-            future = self._requests.get(header["req"])
-            if future is not None and not future.done():
-                future.set_result(body)
-        elif op == "drain":
-            self._on_drain()
-        else:
-            log.warning("unknown control op %r from supervisor", op)
+        match header["op"]:
+            case Op.RELAY:
+                self._hub.deliver(
+                    header["type"], header["route"], header["name"], body, None, header["t"]
+                )
+            case Op.SNAPSHOT_REQUEST:
+                self._push_snapshot(header["req"])
+            case Op.REPLY:
+                future = self._requests.get(header["req"])
+                if future is not None and not future.done():
+                    future.set_result(body)
+            case Op.DRAIN:
+                self._on_drain()
+            case op:
+                log.warning("unknown control op %r from supervisor", op)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,19 @@ class ConfigError(ValueError):
     """A setting that cannot be used; the message names its source and key."""
 
 
+def _usable_cpus() -> int:
+    # sched_getaffinity is Linux's; elsewhere (where only --help runs) count the CPUs.
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     # The CPUs this process may run on (affinity, cgroup cpusets), not every CPU of the host.
-    workers: int = dataclasses.field(
-        default_factory=lambda: min(max(len(os.sched_getaffinity(0)), 1), 256)
-    )
+    workers: int = dataclasses.field(default_factory=lambda: min(max(_usable_cpus(), 1), 256))
     worker_capacity: int = 10_000
     max_message_bytes: int = 64 * 1024
     rate_limit: int = 1000
@@ -189,20 +195,47 @@ def read_file(path: Path) -> dict[str, Any]:
     return values
 
 
-def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Read `WSMON_<OPTION>` variables; an unknown `WSMON_` variable is an error, not a typo."""
+# Kubernetes gives every pod variables for each Service in its namespace; a Service named `wsmon`
+# brings WSMON_PORT=tcp://10.0.0.11:8080, WSMON_SERVICE_HOST, WSMON_PORT_8080_TCP_ADDR and
+# friends. They describe the Service, not this server's settings.
+_SERVICE_LINK = re.compile(
+    r"^WSMON_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)$"
+)
+_SERVICE_URL = re.compile(r"^(tcp|udp|sctp)://")
+
+
+def _is_service_link(key: str, raw: str) -> bool:
+    return bool(_SERVICE_LINK.match(key)) or (key == "WSMON_PORT" and bool(_SERVICE_URL.match(raw)))
+
+
+def read_environment(environ: Mapping[str, str], warnings: list[str]) -> dict[str, Any]:
+    """Read `WSMON_<OPTION>` variables. A bad value of a known setting is an error; Kubernetes
+    service-link variables and unknown `WSMON_` variables are ignored, with a warning each kind
+    appended to `warnings`: a stray variable must not keep a pod from starting."""
     values: dict[str, Any] = {}
-    for key, raw in environ.items():
+    links: list[str] = []
+    for key, raw in sorted(environ.items()):
         if (
             not key.startswith(ENV_PREFIX)
             or key == "WSMON_CONFIG"
             or key.startswith(_OTHER_COMMANDS_VARIABLES)
         ):
             continue
+        if _is_service_link(key, raw):
+            links.append(key)
+            continue
         name = key[len(ENV_PREFIX) :].lower()
         if name not in OPTIONS_BY_NAME:
-            raise _unknown_key(key, "environment")
+            close = difflib.get_close_matches(name, OPTIONS_BY_NAME, n=1)
+            hint = f" (did you mean {ENV_PREFIX}{close[0].upper()}?)" if close else ""
+            warnings.append(f"ignoring unknown environment variable {key}{hint}")
+            continue
         values[name] = _coerce(OPTIONS_BY_NAME[name], raw, f"environment {key}")
+    if links:
+        warnings.append(
+            "ignoring Kubernetes service-link variables " + ", ".join(links) + " (set"
+            " enableServiceLinks: false in the pod spec, or name the Service other than wsmon)"
+        )
     return values
 
 
@@ -210,14 +243,18 @@ def load_settings(
     flags: Mapping[str, Any],
     environ: Mapping[str, str],
     config_file: Path | None,
+    warnings: list[str] | None = None,
 ) -> Settings:
-    """Merge the sources, flags winning; `flags` holds only the flags the user actually gave."""
+    """Merge the sources, flags winning; `flags` holds only the flags the user actually gave.
+
+    What was ignored (see read_environment) is appended to `warnings`, for the caller to log once
+    logging is set up with the resulting log level."""
     if config_file is None and environ.get("WSMON_CONFIG"):
         config_file = Path(environ["WSMON_CONFIG"])
     merged: dict[str, Any] = {}
     if config_file is not None:
         merged.update(read_file(config_file))
-    merged.update(read_environment(environ))
+    merged.update(read_environment(environ, [] if warnings is None else warnings))
     for name, raw in flags.items():
         if raw is not None:
             merged[name] = _coerce(OPTIONS_BY_NAME[name], raw, f"--{name.replace('_', '-')}")

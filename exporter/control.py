@@ -8,12 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from enum import StrEnum
 from typing import Any
 
 import orjson
 
 _LENGTHS = struct.Struct("!II")
 MAX_FRAME = 256 * 1024 * 1024
+
+
+class Op(StrEnum):
+    """A frame's `op` (header field): every operation either end of the channel sends.
+
+    A StrEnum so that headers carry plain strings and a received `op` compares equal to its member.
+    """
+
+    HELLO = "hello"  # worker: started and serving
+    LOAD = "load"  # worker: how many handed-over connections have ended
+    RELAY = "relay"  # both ways: a delivery for the other workers' local recipients
+    SNAPSHOT = "snapshot"  # worker: its metrics (pushed every second, or answering a request)
+    SNAPSHOT_REQUEST = "snapshot_request"  # supervisor: send a fresh snapshot now
+    COLLECT = "collect"  # worker: send the pool's merged metrics (for /metrics)
+    HEALTH = "health"  # worker: send the /api/health document
+    REPLY = "reply"  # supervisor: the answer to a collect or health
+    DRAIN = "drain"  # supervisor: close every connection with 1001 and exit
 
 
 class ControlChannel:

@@ -11,6 +11,7 @@ holds it to that), and the series are bounded enums, so the cache is bounded too
 from __future__ import annotations
 
 import sys
+from operator import attrgetter
 from typing import Any, Final
 
 from prometheus_client.utils import floatToGoString
@@ -18,7 +19,7 @@ from prometheus_client.utils import floatToGoString
 from wsmon import __version__
 from wsmon.catalogue import CATALOGUE, COUNTER, HISTOGRAM, Spec
 
-from .metrics import Snapshot
+from .metrics import Row, Sample, Snapshot
 
 TEXT: Final = "text/plain; version=0.0.4; charset=utf-8"
 # Metric names are plain Prometheus names, so the escaping scheme named here changes nothing.
@@ -32,7 +33,10 @@ BUILD_INFO: Final = Spec(
     "wsmon version and Python version; always 1.",
     ("version", "python"),
 )
-_BUILD_LABELS: Final = (__version__, ".".join(map(str, sys.version_info[:3])))
+_BUILD_INFO_ROWS: Final[list[Row]] = [
+    Sample((__version__, ".".join(map(str, sys.version_info[:3]))), 1)
+]
+_BY_LABELS: Final = attrgetter("labels")
 
 
 def _go(value: float) -> str:
@@ -67,14 +71,14 @@ class Exposition:
         openmetrics = "application/openmetrics-text" in (accept or "")
         out: list[str] = []
         for spec in (BUILD_INFO, *CATALOGUE):
-            rows = [[list(_BUILD_LABELS), 1]] if spec is BUILD_INFO else snapshot.get(spec.name)
+            rows = _BUILD_INFO_ROWS if spec is BUILD_INFO else snapshot.get(spec.name)
             if rows:
-                self._family(out, spec, sorted(rows, key=lambda row: row[0]), openmetrics)
+                self._family(out, spec, sorted(rows, key=_BY_LABELS), openmetrics)
         if openmetrics:
             out.append("# EOF\n")
         return "".join(out).encode(), OPENMETRICS if openmetrics else TEXT
 
-    def _family(self, out: list[str], spec: Spec, rows: list[list[Any]], om: bool) -> None:
+    def _family(self, out: list[str], spec: Spec, rows: list[Row], om: bool) -> None:
         name = spec.name
         if spec.kind == COUNTER and om:
             name = name.removesuffix("_total")  # OpenMetrics names the family without it
@@ -83,16 +87,16 @@ class Exposition:
             help_text = help_text.replace('"', r"\"")
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} {spec.kind}\n")
         for row in rows:
-            prefix = self._prefix(spec, tuple(row[0]))
-            if spec.kind != HISTOGRAM:
-                out.append(f"{prefix} {_go(row[1])}\n")
+            prefix = self._prefix(spec, row.labels)
+            if isinstance(row, Sample):
+                out.append(f"{prefix} {_go(row.value)}\n")
                 continue
             buckets, count_prefix, sum_prefix = prefix
             cumulative = 0
-            for bucket, count in zip(buckets, row[1], strict=True):
+            for bucket, count in zip(buckets, row.counts, strict=True):
                 cumulative += count
                 out.append(f"{bucket} {_go(cumulative)}\n")
-            out.append(f"{count_prefix} {_go(cumulative)}\n{sum_prefix} {_go(row[2])}\n")
+            out.append(f"{count_prefix} {_go(cumulative)}\n{sum_prefix} {_go(row.sum)}\n")
 
     def _prefix(self, spec: Spec, labels: tuple[str, ...]) -> Any:
         key = (spec.name, labels)

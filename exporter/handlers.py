@@ -29,6 +29,7 @@ class Route:
     received: Cell
     latency: Histogram
     replies: Cell
+    failures: Cell  # the handler raised something other than ProtocolError
 
 
 class Handlers:
@@ -43,6 +44,7 @@ class Handlers:
                 received=metrics.received[message_type],
                 latency=metrics.latency[message_type],
                 replies=metrics.sent[reply_type],
+                failures=metrics.failures[message_type],
             )
 
     @staticmethod

@@ -18,10 +18,10 @@ from time import monotonic
 from typing import Any, Final
 
 from wsmon.catalogue import SPECS
-from wsmon.indicators import IMBALANCE_MIN_CONNECTIONS_PER_WORKER
+from wsmon.indicators import IMBALANCE_MIN_CONNECTIONS_PER_WORKER, SLOW_CONSUMER_MIN_CUTOFFS
 from wsmon.thresholds import DEFAULT_THRESHOLDS, Threshold, load
 
-from .metrics import Snapshot
+from .metrics import Snapshot, histograms, values
 
 HEALTHY: Final = "healthy"
 DEGRADED: Final = "degraded"
@@ -44,20 +44,20 @@ def total(
 ) -> float:
     """Sum of a counter or gauge over the series whose labels `keep` accepts."""
     names = SPECS[name].labels
-    rows = snapshot.get(name, ())
-    return float(sum(row[1] for row in rows if keep(dict(zip(names, row[0], strict=True)))))
+    rows = values(snapshot, name)
+    return float(sum(row.value for row in rows if keep(dict(zip(names, row.labels, strict=True)))))
 
 
 def histogram_totals(snapshot: Snapshot, name: str) -> tuple[int, float]:
-    rows = snapshot.get(name, ())
-    return sum(sum(row[1]) for row in rows), sum(row[2] for row in rows)
+    rows = histograms(snapshot, name)
+    return sum(sum(row.counts) for row in rows), sum(row.sum for row in rows)
 
 
 def histogram_buckets(snapshot: Snapshot, name: str) -> list[int]:
     """Bucket counts (non-cumulative, +Inf last) summed over every series of a histogram."""
     counts = [0] * (len(SPECS[name].buckets) + 1)
-    for row in snapshot.get(name, ()):
-        counts = [a + b for a, b in zip(counts, row[1], strict=True)]
+    for row in histograms(snapshot, name):
+        counts = [a + b for a, b in zip(counts, row.counts, strict=True)]
     return counts
 
 
@@ -96,10 +96,20 @@ def _moved(
     return total(current, name, keep) - total(baseline, name, keep)
 
 
-def _error_rate(current: Snapshot, baseline: Snapshot) -> float | None:
-    received = _moved(current, baseline, "wsmon_messages_received_total")
-    errors = _moved(current, baseline, "wsmon_message_errors_total")
-    return errors / received if received > 0 else None
+def _per_received(name: str) -> Callable[[Snapshot, Snapshot], float | None]:
+    """How far counter `name` moved over the window, per message received in it."""
+
+    def ratio(current: Snapshot, baseline: Snapshot) -> float | None:
+        received = _moved(current, baseline, "wsmon_messages_received_total")
+        return _moved(current, baseline, name) / received if received > 0 else None
+
+    return ratio
+
+
+# The service is judged by its own failures; what clients get wrong has its own, warning-only
+# figure, so one abusive client can neither page on-call nor fail the load balancer's check.
+_error_rate = _per_received("wsmon_message_failures_total")
+_client_error_ratio = _per_received("wsmon_client_errors_total")
 
 
 def _success_rate(current: Snapshot, baseline: Snapshot) -> float | None:
@@ -157,22 +167,32 @@ def _rejection_rate(current: Snapshot, baseline: Snapshot) -> float | None:
 
 
 def _worker_imbalance(current: Snapshot, _baseline: Snapshot) -> float | None:
-    active = [row[1] for row in current.get("wsmon_connections_active", ())]
+    active = [row.value for row in values(current, "wsmon_connections_active")]
     if not active or sum(active) < IMBALANCE_MIN_CONNECTIONS_PER_WORKER * len(active):
         return None
     return float(max(active) / max(min(active), 1))
 
 
-# The indicators of alerting/indicators.py that the pool can compute (the PromQL twins are in
+def _slow_consumer_ratio(current: Snapshot, baseline: Snapshot) -> float | None:
+    cut_off = _moved(current, baseline, "wsmon_slow_consumers_disconnected_total")
+    if cut_off < SLOW_CONSUMER_MIN_CUTOFFS:
+        return None  # one client's bad network, not the service's
+    # Those cut off have left the gauge: the share is of those open now plus those cut off.
+    return cut_off / (cut_off + total(current, "wsmon_connections_active"))
+
+
+# The indicators of wsmon/indicators.py that the pool can compute (the PromQL twins are in
 # alerting/rules.libsonnet).
 LOCAL_INDICATORS: Final[dict[str, Callable[[Snapshot, Snapshot], float | None]]] = {
     "message_error_rate": _error_rate,
     "message_success_rate": _success_rate,
+    "client_error_ratio": _client_error_ratio,
     "average_latency": _average_latency,
     "p99_latency": _p99("wsmon_message_latency_seconds"),
     "pool_utilization": _pool_utilization,
     "connection_rejection_rate": _rejection_rate,
     "worker_imbalance": _worker_imbalance,
+    "slow_consumer_ratio": _slow_consumer_ratio,
     "broadcast_time": _p99("wsmon_broadcast_duration_seconds"),
 }
 

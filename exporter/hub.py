@@ -72,12 +72,16 @@ class Hub:
         # (kind, name) -> members; kind is ROOM, USER or TOPIC. Empty sets are removed.
         self._groups: dict[tuple[str, str], set[Connection]] = {}
         self._background: set[asyncio.Task[bool]] = set()
+        # Slow consumers being closed: each is counted cut off once, however many deliveries
+        # still reach it before its close completes.
+        self._cutting: set[Connection] = set()
 
     def add(self, conn: Connection) -> None:
         self.connections.add(conn)
 
     def remove(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        self._cutting.discard(conn)
         for key in conn.memberships:
             self._discard(key, conn)
         conn.memberships = NO_MEMBERSHIPS
@@ -174,8 +178,10 @@ class Hub:
     def _disconnect_slow(self, conn: Connection) -> None:
         """A client that does not read loses its connection rather than the server's memory."""
         self.metrics.dropped["slow_consumer"].value += 1
-        if conn.ws.closed:
+        if conn.ws.closed or conn in self._cutting:
             return
+        self._cutting.add(conn)
+        self.metrics.slow_consumers_cut.value += 1
         log.info(
             "closing slow consumer %s: send buffer over %d bytes", conn.id, self.send_buffer_limit
         )

@@ -41,7 +41,7 @@ SENT_TYPES: Final = (
     "broadcast",
 )
 
-# Error codes: the `code` field of an error frame and the `reason` label of the error counter.
+# Error codes: the `code` field of an error frame and the `reason` label of its counter.
 INVALID_JSON: Final = "invalid_json"
 NOT_AN_OBJECT: Final = "not_an_object"
 UNKNOWN_TYPE: Final = "unknown_type"
@@ -53,6 +53,10 @@ NOT_IN_ROOM: Final = "not_in_room"
 TOO_MANY_MEMBERSHIPS: Final = "too_many_memberships"
 TOO_LARGE: Final = "too_large"
 INVALID_FRAME: Final = "invalid_frame"
+# Every code above is the client's doing (wsmon_client_errors_total). This one is the server's: a
+# handler raised something other than ProtocolError (wsmon_message_failures_total), and only this
+# kind of failure counts against the message success rate, its alerts and /api/health.
+INTERNAL_ERROR: Final = "internal_error"
 
 MAX_NAME_LENGTH: Final = 128
 MAX_ID_LENGTH: Final = 128
@@ -61,7 +65,7 @@ MessageId = str | int | None
 
 
 class ProtocolError(Exception):
-    """A message the server refuses; it becomes one error frame and one counted error."""
+    """A message the server refuses for the client's fault; one error frame, one client error."""
 
     def __init__(self, message_type: str, code: str, message: str, ref: MessageId = None):
         super().__init__(message)

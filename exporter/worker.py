@@ -1,9 +1,9 @@
 """A worker process of `wsmon serve`: serves the connections the supervisor hands it.
 
-Started by supervisor.py as `python -P -m wsmon.exporter.worker` (-P: the current directory
-cannot shadow wsmon's modules), with two inherited Unix sockets: the control channel (relay,
-metrics, drain) and the hand-off socket, on which each accepted TCP connection arrives as a file
-descriptor (SCM_RIGHTS).
+Started by the supervisor (pool.py) as `python -P -m wsmon.exporter.worker` (-P: the current
+directory cannot shadow wsmon's modules), with two inherited Unix sockets: the control channel
+(relay, metrics, drain) and the hand-off socket, on which each accepted TCP connection arrives as
+a file descriptor (SCM_RIGHTS).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from aiohttp.web_protocol import RequestHandler
 from .app import Worker
 from .cluster import Supervised
 from .config import Settings
-from .control import ControlChannel
+from .control import ControlChannel, Op
 from .hub import Hub
 from .logs import configure_logging
 from .metrics import WorkerMetrics
@@ -92,7 +92,7 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
     # Everything alive now (modules, the app) lives as long as the process: take it out of the
     # collector's sight so a full collection under many connections has less to walk.
     gc.freeze()
-    channel.send({"op": "hello", "pid": os.getpid()})
+    channel.send({"op": Op.HELLO, "pid": os.getpid()})
     log.debug("worker %d ready (pid %d)", index, os.getpid())
 
     await stop.wait()

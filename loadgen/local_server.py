@@ -36,7 +36,15 @@ def address(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(f"{url!r} is not a ws:// or wss:// URL")
-    return parts.hostname, parts.port or (443 if parts.scheme == "wss" else 80)
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or past 65535: urllib's wording is not for the user
+        port = 0
+    if port is None:
+        return parts.hostname, 443 if parts.scheme == "wss" else 80
+    if port == 0:
+        raise ValueError(f"{url!r}: the port must be a number from 1 to 65535")
+    return parts.hostname, port
 
 
 def is_listening(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -114,9 +114,17 @@ CATALOGUE: Final = (
         ("type",),
     ),
     Spec(
-        "wsmon_message_errors_total",
+        "wsmon_client_errors_total",
         COUNTER,
-        "Messages refused with an error frame, by message type and error code.",
+        "Messages and frames refused for the client's fault (bad input, rate limit, RFC 6455 "
+        "violation), by message type and error code.",
+        ("type", "reason"),
+    ),
+    Spec(
+        "wsmon_message_failures_total",
+        COUNTER,
+        "Messages the server failed to handle for its own reasons (internal_error: a handler "
+        "raised), by message type and reason.",
         ("type", "reason"),
     ),
     Spec(
@@ -160,6 +168,11 @@ CATALOGUE: Final = (
         ("reason",),
     ),
     Spec(
+        "wsmon_slow_consumers_disconnected_total",
+        COUNTER,
+        "Connections closed with 1008 because their unsent data passed send_buffer_limit.",
+    ),
+    Spec(
         "wsmon_worker_restarts_total",
         COUNTER,
         "Worker processes the supervisor restarted after they died.",
@@ -167,5 +180,30 @@ CATALOGUE: Final = (
     ),
     Spec("wsmon_workers_alive", GAUGE, "Worker processes running and connected.", ()),
     Spec("wsmon_workers_configured", GAUGE, "Worker processes the pool should have.", ()),
+    # Read from /proc at scrape time; worker is the index, or "supervisor" for the supervisor.
+    Spec(
+        "wsmon_process_resident_memory_bytes",
+        GAUGE,
+        "Resident memory of each pool process, in bytes.",
+        ("worker",),
+    ),
+    Spec(
+        "wsmon_process_open_fds",
+        GAUGE,
+        "Open file descriptors of each pool process (every connection holds one).",
+        ("worker",),
+    ),
+    Spec(
+        "wsmon_process_cpu_seconds_total",
+        COUNTER,
+        "User and system CPU time of each pool process, in seconds.",
+        ("worker",),
+    ),
+    Spec(
+        "wsmon_process_start_time_seconds",
+        GAUGE,
+        "Start time of each pool process since the Unix epoch, in seconds.",
+        ("worker",),
+    ),
 )
 SPECS: Final = {spec.name: spec for spec in CATALOGUE}

@@ -14,7 +14,7 @@ from typing import Final
 
 import click
 
-from . import __version__
+from . import __version__, extras
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ SUBCOMMANDS: Final = {
     "alerts": Subcommand(
         "wsmon.alerting.cli:alerts",
         "List, acknowledge and unacknowledge alerts in Alertmanager.",
-        "alerting",
+        None,  # only its render-config needs the alerting extra, and says so
     ),
 }
 
@@ -58,16 +58,11 @@ class LazyGroup(click.Group):
         entry = SUBCOMMANDS.get(cmd_name)
         if entry is None:
             return None
+        unavailable = extras.problem(entry.extra, f"wsmon {cmd_name}")
+        if unavailable is not None:
+            raise click.ClickException(unavailable)
         module_name, attribute = entry.target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if entry.extra is None or (exc.name or "").startswith("wsmon"):
-                raise
-            raise click.ClickException(
-                f"`wsmon {cmd_name}` needs {exc.name!r}, which comes with the {entry.extra!r}"
-                f" extra: pip install 'wsmon[{entry.extra}]'"
-            ) from None
+        module = importlib.import_module(module_name)
         command: click.Command = getattr(module, attribute)
         return command
 

@@ -26,6 +26,9 @@ class Indicator:
     low: float
     high: float
     meaning: str
+    # False for a figure that clients drive: its thresholds may warn but never page (critical),
+    # so one abusive client cannot wake on-call or take the instance out of a load balancer.
+    may_page: bool = True
 
     def display(self, value: float) -> str:
         """The value as an admin writes it in prose: 1%, 100ms, 1.5."""
@@ -50,6 +53,10 @@ class Indicator:
 # worker on average (a pool of 3 connections spread 2/1 is not unbalanced).
 IMBALANCE_MIN_CONNECTIONS_PER_WORKER: Final = 10
 
+# A slow consumer or two is their own network (a phone in a tunnel); this many cut off within one
+# window is a pattern worth a look: the network in between, or a server too slow to write.
+SLOW_CONSUMER_MIN_CUTOFFS: Final = 10
+
 # A histogram quantile can never exceed the largest finite bucket bound.
 _LONGEST: Final = LATENCY_BUCKETS[-1]
 
@@ -60,7 +67,8 @@ INDICATORS: Final = (
         RATIO,
         0.0,
         1.0,
-        "messages refused with an error frame / messages received",
+        "messages the server failed to handle for its own reasons / messages received; client "
+        "errors do not count",
     ),
     Indicator(
         "message_success_rate",
@@ -68,7 +76,17 @@ INDICATORS: Final = (
         RATIO,
         0.0,
         1.0,
-        "1 - message error rate",
+        "1 - message error rate: only the server's own failures lower it",
+    ),
+    Indicator(
+        "client_error_ratio",
+        "Client error ratio",
+        RATIO,
+        0.0,
+        1.0,
+        "messages and frames refused for the client's fault (bad input, rate limit) / messages "
+        "received",
+        may_page=False,
     ),
     Indicator(
         "average_latency",
@@ -109,6 +127,15 @@ INDICATORS: Final = (
         1.0,
         math.inf,
         "connections on the busiest worker / on the idlest, judged only under real load",
+    ),
+    Indicator(
+        "slow_consumer_ratio",
+        "Slow consumers cut off",
+        RATIO,
+        0.0,
+        1.0,
+        "slow consumers cut off in the window / (those + the connections open), judged only"
+        f" when at least {SLOW_CONSUMER_MIN_CUTOFFS} are",
     ),
     Indicator(
         "broadcast_time",

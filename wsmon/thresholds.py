@@ -151,6 +151,14 @@ def _entry_problems(entry: Any) -> list[tuple[str, str]]:
     severity = entry.get("severity")
     if "severity" in entry and severity not in SEVERITIES:
         problems.append(("severity", f"must be one of {', '.join(SEVERITIES)}, got {severity!r}"))
+    elif severity == "critical" and indicator is not None and not indicator.may_page:
+        problems.append(
+            (
+                "severity",
+                f"must be warning for {indicator.key}: clients drive it, and one client's "
+                "traffic must not page on-call",
+            )
+        )
     if "enabled" in entry and not isinstance(entry["enabled"], bool):
         problems.append(("enabled", f"must be true or false, got {entry['enabled']!r}"))
     return problems

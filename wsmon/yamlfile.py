@@ -12,6 +12,17 @@ class YamlFileError(ValueError):
     """The file cannot be read or is not YAML; the message names the file (and line, column)."""
 
 
+def _unreadable(exc: OSError) -> str:
+    """Why the file cannot be read, in the operator's terms rather than the C library's."""
+    if isinstance(exc, FileNotFoundError):
+        return "there is no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        return "this user may not read it (check its owner and mode)"
+    return f"the system refused to read it ({exc.strerror or type(exc).__name__})"
+
+
 def read_yaml(path: Traversable, what: str) -> Any:
     """The parsed document (None for an empty file); `what` names the file in errors.
 
@@ -19,7 +30,11 @@ def read_yaml(path: Traversable, what: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise YamlFileError(f"{path}: cannot read {what}: {exc.strerror}") from None
+        raise YamlFileError(f"{path}: cannot read {what}: {_unreadable(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise YamlFileError(
+            f"{path}: cannot read {what}: byte {exc.start} is not UTF-8 (is it a text file?)"
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

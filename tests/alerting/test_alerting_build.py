@@ -13,8 +13,9 @@ import yaml
 from alerting_stack import REPO, tool
 from click.testing import CliRunner
 
-from wsmon.alerting import build
+from wsmon.alerting import build, promtests
 from wsmon.cli import main
+from wsmon.indicators import INDICATORS
 from wsmon.thresholds import DEFAULT_THRESHOLDS, Threshold, load, parse
 
 HERE = REPO / "alerting"
@@ -81,11 +82,13 @@ def test_one_recording_rule_per_metric_and_the_health_rule(files: dict[str, str]
     assert records == {
         "wsmon:message_error_rate:ratio_rate5m",
         "wsmon:message_success_rate:ratio_rate5m",
+        "wsmon:client_error_ratio:ratio_rate5m",
         "wsmon:message_latency_seconds:avg_rate5m",
         "wsmon:message_latency_seconds:p99_rate5m",
         "wsmon:pool_utilization:ratio",
         "wsmon:connection_rejection_rate:ratio_rate5m",
         "wsmon:worker_imbalance:ratio",
+        "wsmon:slow_consumer_ratio:ratio_increase5m",
         "wsmon:broadcast_duration_seconds:p99_rate5m",
         "wsmon:probe_failure:ratio_avg5m",
         "wsmon:instance_down:bool",
@@ -120,9 +123,12 @@ def test_one_alert_per_enabled_threshold_with_everything_on_call_needs(
         assert "{{ $value" in notes["description"], "the description shows the value"
         assert threshold.text() in notes["description"]
         assert notes["threshold"] == threshold.text()
-        anchor = notes["runbook_url"].rpartition("#")[2]
-        assert notes["runbook_url"].split("#")[0].endswith("alerting/runbooks.md")
-        assert anchor == threshold.name.lower()
+        # The firing server's own /runbooks page (tests/integration/test_endpoints.py checks
+        # that it has an element with this id for every alert).
+        assert (
+            notes["runbook_url"]
+            == "http://{{ $labels.instance }}/runbooks#" + threshold.name.lower()
+        )
         assert f"\n## {threshold.name}\n" in runbook, f"runbooks.md lacks ## {threshold.name}"
         assert re.match(r"^http://localhost:3000/d/wsmon-[a-z]+\?", notes["dashboard_url"])
 
@@ -188,14 +194,17 @@ def test_alertmanager_config_routes_groups_inhibits_and_holds_no_secret(
         assert {"to", "from", "smarthost", "auth_username"} <= set(email)
     assert "auth_password:" not in files[build.ALERTMANAGER]
     assert "smtp_auth_password:" not in files[build.ALERTMANAGER]
-    twin, family = config["inhibit_rules"]
+    twin, *families = config["inhibit_rules"]
     assert twin == {
         "source_matchers": ['severity="critical"'],
         "target_matchers": ['severity="warning"'],
         "equal": ["indicator", "instance"],
     }
+    messages = 'indicator=~"message_error_rate|message_success_rate"'
+    (family,) = [f for f in families if messages in f["source_matchers"]]
     assert family["equal"] == ["instance"]
-    assert 'indicator=~"message_error_rate|message_success_rate"' in family["source_matchers"]
+    for clients in ("client_error_ratio", "slow_consumer_ratio"):
+        assert clients not in str(families), f"a service critical must not mute {clients}"
     template = files[config["templates"][0]]
     for shown in ("Annotations.value", "Annotations.threshold", "runbook_url", "dashboard_url"):
         assert shown in template
@@ -205,25 +214,52 @@ def test_every_alert_has_a_firing_and_a_quiet_promtool_case(files: dict[str, str
     cases = yaml.safe_load(files[build.PROMTOOL_TESTS])["tests"]
     seen: dict[str, list[bool]] = {}
     for case in cases:
+        if case["name"].startswith(promtests.FLOOD_CASE):
+            continue
         *pending, check = case["alert_rule_test"]
         seen.setdefault(check["alertname"], []).append(bool(check["exp_alerts"]))
         assert all(not p["exp_alerts"] for p in pending), "before `for` has passed: pending"
     assert seen == {t.name: [True, False] for t in DEFAULTS if t.enabled}
 
 
+def test_a_client_flood_fires_the_client_warning_and_nothing_critical(
+    files: dict[str, str],
+) -> None:
+    """Issue 8's traffic, as a generated promtool case (test_promtool_test_rules runs it): every
+    enabled alert is checked, and only the client-error warnings may fire."""
+    (flood,) = [
+        case
+        for case in yaml.safe_load(files[build.PROMTOOL_TESTS])["tests"]
+        if case["name"].startswith(promtests.FLOOD_CASE)
+    ]
+    expected = {check["alertname"]: bool(check["exp_alerts"]) for check in flood["alert_rule_test"]}
+    enabled = {t.name: t for t in DEFAULTS if t.enabled}
+    assert set(expected) == set(enabled)
+    firing = {name for name, fires in expected.items() if fires}
+    assert firing == {t.name for t in enabled.values() if t.metric == "client_error_ratio"}
+    assert "WsmonClientErrorRatioHigh" in firing
+    assert all(enabled[name].severity == "warning" for name in firing)
+
+
+@pytest.mark.integration
 def test_promtool_check_rules(built: Path) -> None:
     result = run(tool("promtool"), "check", "rules", str(built / "generated" / build.RULES))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 25 rules found" in result.stdout
+    # One recording rule per indicator, one alert per enabled threshold, and the health rule.
+    rules = len(INDICATORS) + sum(t.enabled for t in DEFAULTS) + 1
+    assert f"SUCCESS: {rules} rules found" in result.stdout
 
 
-def test_amtool_check_config(built: Path) -> None:
+@pytest.mark.integration
+def test_amtool_check_config(built: Path, files: dict[str, str]) -> None:
     result = run(tool("amtool"), "check-config", str(built / "generated" / build.ALERTMANAGER))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 inhibit rules" in result.stdout
+    inhibit_rules = yaml.safe_load(files[build.ALERTMANAGER])["inhibit_rules"]
+    assert f"{len(inhibit_rules)} inhibit rules" in result.stdout
     assert "1 templates" in result.stdout
 
 
+@pytest.mark.integration
 def test_promtool_test_rules(built: Path) -> None:
     tests = [str(p) for p in sorted((built / "tests").glob("*.yaml"))]
     result = run(tool("promtool"), "test", "rules", *tests, "generated/alerts_test.yaml", cwd=built)
@@ -234,6 +270,7 @@ def test_promtool_test_rules(built: Path) -> None:
 ERROR_RATE_RULE = "message_error_rate:ratio_rate5m > 0.01\n    for: 5m\n"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "wrong",
     [
@@ -254,14 +291,6 @@ def test_promtool_tests_catch_a_wrong_rule(built: Path, tmp_path: Path, wrong: s
     assert "WsmonMessageErrorRateHigh fires at" in result.stdout + result.stderr
 
 
-def test_make_rules_is_the_documented_way() -> None:
-    makefile = (REPO / "Makefile").read_text()
-    assert (
-        "wsmon rules build --thresholds alerting/thresholds.yaml --output alerting/generated"
-        in (makefile)
-    )
-
-
 def test_threshold_entries_turn_into_json_for_jsonnet() -> None:
     threshold = Threshold("X", "instance_down", ">=", 1.0, "1m", "critical", True)
     assert threshold.to_json()["value"] == "1"
@@ -269,3 +298,38 @@ def test_threshold_entries_turn_into_json_for_jsonnet() -> None:
         Threshold("X", "pool_utilization", ">", 0.9, "1m", "critical", True).to_json()["display"]
         == "90%"
     )
+
+
+def test_link_bases_are_configurable(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "rules",
+            "build",
+            "--output",
+            str(tmp_path),
+            "--runbook-url",
+            "https://wiki.example.com/wsmon/",
+            "--dashboard-url",
+            "https://grafana.example.com",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    rules = rules_of({build.RULES: (tmp_path / build.RULES).read_text()})
+    alerts = [rule for rule in rules.values() if "alert" in rule]
+    assert alerts
+    for rule in alerts:
+        notes = rule["annotations"]
+        assert notes["runbook_url"] == f"https://wiki.example.com/wsmon#{rule['alert'].lower()}"
+        assert notes["dashboard_url"].startswith("https://grafana.example.com/d/wsmon-")
+
+
+def test_a_link_base_that_is_not_a_url_is_refused(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["rules", "build", "--output", str(tmp_path), "--runbook-url", "wiki/runbooks"]
+    )
+    assert result.exit_code == 2
+    assert (
+        "--runbook-url': must be an http:// or https:// URL, got 'wiki/runbooks'" in result.output
+    )
+    assert not list(tmp_path.iterdir())

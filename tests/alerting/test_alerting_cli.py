@@ -72,6 +72,7 @@ def alertmanager(stack: Stack, tmp_path: Path) -> str:
     return url
 
 
+@pytest.mark.integration
 def test_ack_list_and_unack(alertmanager: str) -> None:
     url = alertmanager
     base = {"severity": "warning", "service": "wsmon", "job": "wsmon"}
@@ -138,6 +139,7 @@ def test_ack_list_and_unack(alertmanager: str) -> None:
     assert unknown.output.endswith(": HTTP 500: silence not found\n")
 
 
+@pytest.mark.integration
 def test_ack_of_nothing_warns_but_holds(alertmanager: str) -> None:
     result = wsmon(
         "alerts", "ack", "WsmonNothing", "--comment", "pre-emptive", "--alertmanager", alertmanager
@@ -248,11 +250,11 @@ def test_html_answer_is_a_clear_error(impostor: Impostor) -> None:
 @pytest.mark.parametrize(
     ("argv", "body", "problem"),
     [
-        (["list"], {"alerts": []}, "expected a JSON list, got dict"),
+        (["list"], {"alerts": []}, "expected a JSON list, got an object"),
         (["list"], [{"labels": {"alertname": "WsmonX"}}], "no field 'status'"),
-        (["list"], ["WsmonX"], "string indices must be integers, not 'str'"),
+        (["list"], ["WsmonX"], "expected a JSON object, got a string"),
         (["ack", "WsmonX", "--comment", "c"], {"id": "x"}, "no field 'silenceID'"),
-        (["ack", "WsmonX", "--comment", "c"], ["x"], "list indices must be integers"),
+        (["ack", "WsmonX", "--comment", "c"], ["x"], "expected a JSON object, got a list"),
     ],
 )
 def test_wrongly_shaped_answer_is_a_clear_error(
@@ -288,9 +290,8 @@ def test_answer_that_is_not_http_is_unreachable() -> None:
         thread.join(5)
     assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit)
-    assert f"cannot reach Alertmanager at {url}: no valid HTTP answer: BadStatusLine: SSH-2.0" in (
-        result.output
-    )
+    expected = f"cannot reach Alertmanager at {url}: what answers on that port does not speak HTTP"
+    assert expected in result.output
 
 
 @pytest.mark.parametrize(

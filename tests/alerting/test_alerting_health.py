@@ -103,12 +103,16 @@ def test_probe_and_instance_down_are_left_to_prometheus() -> None:
 
 
 def test_error_and_success_rates_over_the_window() -> None:
+    """They judge the server's own failures; the clients' errors are a figure of their own."""
     (worker,) = pool(1)
     worker.received["echo"].value = 985
     worker.received["invalid"].value = 15
+    worker.failures["echo"].value = 15
     for _ in range(15):
-        worker.error("invalid", "invalid_json")
+        worker.client_error("invalid", "invalid_json")
     document = health.evaluate(snapshot(worker), {}, 1, 1, DEFAULTS)
+    assert check(document, "client_error_ratio")["value"] == pytest.approx(0.015)
+    assert check(document, "client_error_ratio")["status"] == "healthy"  # not > 5 %
     assert check(document, "message_error_rate")["value"] == pytest.approx(0.015)
     assert check(document, "message_error_rate")["status"] == "degraded"  # > 1 %
     assert check(document, "message_success_rate")["value"] == pytest.approx(0.985)

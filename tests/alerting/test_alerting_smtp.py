@@ -61,6 +61,7 @@ def test_bad_settings_name_the_variable(env: dict[str, str], expected: str) -> N
         from_environment(env)
 
 
+@pytest.mark.integration
 def test_render_config_writes_a_valid_config_without_the_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -63,6 +63,9 @@ def test_the_shipped_file_is_valid_and_follows_the_guide() -> None:
     assert rule("WsmonPoolUtilizationHigh") == ("pool_utilization", ">", 0.8, "warning")
     assert rule("WsmonPoolUtilizationCritical") == ("pool_utilization", ">", 0.9, "critical")
     assert rule("WsmonMessageErrorRateHigh") == ("message_error_rate", ">", 0.01, "warning")
+    assert rule("WsmonClientErrorRatioHigh") == ("client_error_ratio", ">", 0.05, "warning")
+    assert thresholds["WsmonClientErrorRatioHigh"].enabled
+    assert rule("WsmonSlowConsumersHigh") == ("slow_consumer_ratio", ">", 0.05, "warning")
     # The success warning restates the error-rate warning; only one of the twins is on.
     assert not thresholds["WsmonMessageSuccessRateLow"].enabled
     assert thresholds["WsmonMessageErrorRateHigh"].enabled
@@ -128,6 +131,11 @@ def test_a_good_entry_parses_to_a_threshold() -> None:
             "entry 1 ('HighErrorRate'): severity: must be one of warning, critical, got 'page'",
         ),
         (entry(enabled="yes"), "entry 1 ('HighErrorRate'): enabled: must be true or false"),
+        (
+            entry(metric="client_error_ratio", severity="critical"),
+            "entry 1 ('HighErrorRate'): severity: must be warning for client_error_ratio: "
+            "clients drive it, and one client's traffic must not page on-call",
+        ),
         (entry(name="High Error Rate"), "entry 1 ('High Error Rate'): name: must be an identifier"),
         (entry(severity=None), "entry 1 ('HighErrorRate'): severity: missing"),
         (entry(name=None), "thresholds.yaml: entry 1: name: missing"),

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from conftest import Client, Eventually, ServerFactory, WsmonServer
     from support.metrics import Metrics
 
+pytestmark = pytest.mark.integration
+
 MAX_MESSAGE_BYTES = 1024
 RATE_LIMIT = 5
 MESSAGE_TOO_BIG = 1009
@@ -63,9 +65,9 @@ async def test_oversized_frame_closes_that_client_with_1009(
         within=2,
         what="the 1009 close counted",
     )
-    moved = after.delta(before, "wsmon_message_errors_total", type="invalid", reason="too_large")
+    moved = after.delta(before, "wsmon_client_errors_total", type="invalid", reason="too_large")
     assert moved == 1
-    assert after.delta(before, "wsmon_message_errors_total") == 1
+    assert after.delta(before, "wsmon_client_errors_total") == 1
     assert after.delta(before, "wsmon_messages_received_total", type="invalid") == 1
     await _still_served([neighbour, other])
     assert after.delta(before, "wsmon_connections_closed_total", code="1009") == 1, (
@@ -107,9 +109,7 @@ async def test_invalid_utf8_text_frame_closes_with_1007(
         within=2,
         what="the 1007 close counted",
     )
-    moved = after.delta(
-        before, "wsmon_message_errors_total", type="invalid", reason="invalid_frame"
-    )
+    moved = after.delta(before, "wsmon_client_errors_total", type="invalid", reason="invalid_frame")
     assert moved == 1
     await _still_served([bystander])
     assert after.delta(before, "wsmon_connections_closed_total", code="1007") == 1, (
@@ -135,7 +135,7 @@ async def test_rate_limit_refuses_the_excess_and_counts_it(
 
     after = await server.scrape()
     assert after.delta(before, "wsmon_messages_received_total", type="ping") == 7
-    moved = after.delta(before, "wsmon_message_errors_total", type="ping", reason="rate_limited")
+    moved = after.delta(before, "wsmon_client_errors_total", type="ping", reason="rate_limited")
     assert moved == 2
 
     async def ping() -> str:

@@ -14,6 +14,8 @@ import pytest
 if TYPE_CHECKING:
     from conftest import Eventually, ServerFactory
 
+pytestmark = pytest.mark.integration
+
 GOING_AWAY = 1001
 DRAIN_SECONDS = 5
 EXIT_BOUND = 8.0  # seconds from SIGTERM to exit: --drain-seconds 5 plus start-up slack

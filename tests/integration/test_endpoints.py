@@ -1,5 +1,5 @@
-"""The HTTP endpoints next to /ws: liveness, readiness, the health document, /ws/echo and the
-content negotiation of /metrics."""
+"""The HTTP endpoints next to /ws: liveness, readiness, the health document, /ws/echo, the
+runbooks page and the content negotiation of /metrics."""
 
 from __future__ import annotations
 
@@ -7,9 +7,14 @@ import json
 from typing import TYPE_CHECKING
 
 import aiohttp
+import pytest
+
+from wsmon.thresholds import DEFAULT_THRESHOLDS, load
 
 if TYPE_CHECKING:
     from conftest import WsmonServer
+
+pytestmark = pytest.mark.integration
 
 STATUSES = {"healthy", "degraded", "unhealthy"}
 
@@ -79,3 +84,15 @@ async def test_metrics_speaks_prometheus_text_and_openmetrics(server: WsmonServe
         text = await response.text()
         assert response.headers["Content-Type"].startswith("application/openmetrics-text")
     assert text.endswith("# EOF\n"), text[-200:]
+
+
+async def test_runbooks_page_has_the_anchor_of_every_alert(server: WsmonServer) -> None:
+    """Every alert's runbook_url (http://INSTANCE/runbooks#alertname) leads to a section here."""
+    status, content_type, body = await server.get("/runbooks")
+    assert status == 200
+    assert content_type.startswith("text/html"), content_type
+    assert "<title>wsmon runbooks</title>" in body
+    names = [threshold.name for threshold in load(DEFAULT_THRESHOLDS)]
+    assert names
+    for name in names:
+        assert f'<h2 id="{name.lower()}">{name}</h2>' in body, name

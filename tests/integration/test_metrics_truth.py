@@ -9,9 +9,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from conftest import Client, Eventually, WsmonServer
     from support.metrics import Metrics
+
+pytestmark = pytest.mark.integration
 
 CLIENT_TYPES = (
     "echo",
@@ -152,7 +156,7 @@ async def test_every_message_type_is_counted_exactly(server: WsmonServer) -> Non
     }
     sent = {t: after.delta(before, "wsmon_messages_sent_total", type=t) for t in expected_sent}
     assert sent == expected_sent
-    assert after.delta(before, "wsmon_message_errors_total") == 0
+    assert after.delta(before, "wsmon_client_errors_total") == 0
 
     for t in FANOUT_TYPES:
         recipients = after.delta(before, "wsmon_broadcast_recipients_sum", type=t)
@@ -170,7 +174,7 @@ async def test_every_message_type_is_counted_exactly(server: WsmonServer) -> Non
 
 async def test_errors_are_counted_by_type_and_reason(server: WsmonServer) -> None:
     """Bad messages of nine kinds each get an error frame with the right code and ref, move
-    message_errors_total{type,reason} by exactly their count (and nothing else), count under
+    client_errors_total{type,reason} by exactly their count (and nothing else), count under
     received_total{type="invalid"} when their type is unknowable, and leave the connection open."""
     client = await server.connect()
     for n in range(100):  # fill the membership budget so the next join is refused
@@ -207,9 +211,10 @@ async def test_errors_are_counted_by_type_and_reason(server: WsmonServer) -> Non
 
     expected = Counter((type_, reason) for _, type_, reason, _ in bad)
     for (type_, reason), count in expected.items():
-        moved = after.delta(before, "wsmon_message_errors_total", type=type_, reason=reason)
+        moved = after.delta(before, "wsmon_client_errors_total", type=type_, reason=reason)
         assert moved == count, f"errors{{type={type_},reason={reason}}} moved by {moved}"
-    assert after.delta(before, "wsmon_message_errors_total") == len(bad), "other errors counted"
+    assert after.delta(before, "wsmon_client_errors_total") == len(bad), "other errors counted"
+    assert after.total("wsmon_message_failures_total") == 0, "a client error counted as failure"
     invalid = sum(1 for _, type_, _, _ in bad if type_ == "invalid")
     assert after.delta(before, "wsmon_messages_received_total", type="invalid") == invalid
     assert after.delta(before, "wsmon_messages_sent_total", type="error") == len(bad)
@@ -219,8 +224,8 @@ async def test_errors_are_counted_by_type_and_reason(server: WsmonServer) -> Non
 
 async def test_every_frame_is_counted_once_as_received(server: WsmonServer) -> None:
     """Each frame a client sends moves wsmon_messages_received_total (summed over types) by exactly
-    one, whether it is valid or refused, so errors/received is a true error ratio (the
-    message_success_rate health check and its alert divide one by the other)."""
+    one, whether it is valid or refused, so errors/received is a true ratio (the
+    client_error_ratio and message_error_rate health checks and alerts divide by it)."""
     client = await server.connect()
     before = await server.scrape()
     frames = [
@@ -236,7 +241,7 @@ async def test_every_frame_is_counted_once_as_received(server: WsmonServer) -> N
         await client.recv()
     after = await server.scrape()
 
-    errors = after.delta(before, "wsmon_message_errors_total")
+    errors = after.delta(before, "wsmon_client_errors_total")
     assert errors == len(frames) - 1
     name = "wsmon_messages_received_total"
     moved = {t: after.delta(before, name, type=t) for t in received_types(after)}

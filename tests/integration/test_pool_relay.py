@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from conftest import WsmonServer
+
+pytestmark = pytest.mark.integration
 
 
 async def test_connections_spread_evenly_over_both_workers(server: WsmonServer) -> None:

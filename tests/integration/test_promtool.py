@@ -6,8 +6,12 @@ import asyncio
 import shutil
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from conftest import WsmonServer
+
+pytestmark = pytest.mark.integration
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
@@ -31,7 +35,7 @@ async def test_promtool_check_metrics_is_silent_on_a_live_scrape(server: WsmonSe
 
     scrape = await server.scrape()
     for family in (
-        "wsmon_message_errors_total",
+        "wsmon_client_errors_total",
         "wsmon_message_latency_seconds_bucket",
         "wsmon_broadcast_recipients_bucket",
         "wsmon_delivery_latency_seconds_count",

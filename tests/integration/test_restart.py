@@ -9,8 +9,12 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from conftest import Client, Eventually, ServerFactory
+
+pytestmark = pytest.mark.integration
 
 ABNORMAL_CLOSURE = 1006
 

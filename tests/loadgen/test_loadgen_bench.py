@@ -3,7 +3,7 @@
 `listen` runs as the benchmark runs it (`python -P -m wsmon.loadgen.bench.clients`) against a
 scripted WebSocket server on a plain socket, so the test decides exactly when the server answers
 and closes. `holding` gets stand-in client processes, so each way it can fail is quick to bring
-about.
+about. Every test here starts processes.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from time import perf_counter
 from typing import Any
 
 import pytest
+from support.polling import wait_until
 from support.processes import HOST
 
 from wsmon.loadgen.bench import sections
 from wsmon.loadgen.bench.procs import Server, cpu_seconds
+
+pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 UPGRADED = (
@@ -40,14 +43,19 @@ def frame(payload: dict[str, Any]) -> bytes:
     return bytes([0x81, len(data)]) + data
 
 
+Answer = Callable[[bytes], bytes | None]
+
+
 class ScriptedServer:
     """Accepts on 127.0.0.1:0; `answer(request) -> bytes | None` is sent to each connection
-    after its request (None: close at once, without a word)."""
+    after its request (None: close at once, without a word). With `hang_up` the server closes
+    each connection right after its answer; otherwise it keeps them in `connections`."""
 
-    def __init__(self, answer: Callable[[bytes], bytes | None]) -> None:
+    def __init__(self, answer: Answer, *, hang_up: bool = False) -> None:
         self.listener = socket.create_server((HOST, 0))
         self.url = f"ws://{HOST}:{self.listener.getsockname()[1]}/ws"
         self.answer = answer
+        self.hang_up = hang_up
         self.connections: list[socket.socket] = []
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -68,6 +76,10 @@ class ScriptedServer:
             if reply is None:
                 conn.close()
                 continue
+            if self.hang_up:
+                conn.sendall(reply)
+                conn.close()  # the whole request was read, so this sends FIN after the reply
+                continue
             self.connections.append(conn)  # before the reply: the client may be ready at once
             conn.sendall(reply)
 
@@ -79,12 +91,15 @@ class ScriptedServer:
             conn.close()
 
 
+Scripted = Callable[..., ScriptedServer]
+
+
 @pytest.fixture
-def scripted() -> Iterator[Callable[[Callable[[bytes], bytes | None]], ScriptedServer]]:
+def scripted() -> Iterator[Scripted]:
     started: list[ScriptedServer] = []
 
-    def start(answer: Callable[[bytes], bytes | None]) -> ScriptedServer:
-        started.append(ScriptedServer(answer))
+    def start(answer: Answer, *, hang_up: bool = False) -> ScriptedServer:
+        started.append(ScriptedServer(answer, hang_up=hang_up))
         return started[-1]
 
     yield start
@@ -111,25 +126,37 @@ def listener(url: str, connections: int) -> subprocess.Popen[str]:
     )
 
 
-def test_listen_drops_connections_the_server_closes(
-    scripted: Callable[[Callable[[bytes], bytes | None]], ScriptedServer],
-) -> None:
+def sockets_of(pid: int) -> int:
+    """How many sockets `pid` holds open (its descriptors that link to socket:[inode])."""
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(os.readlink(fd).startswith("socket:") for fd in fds.iterdir())
+
+
+def test_listen_drops_connections_the_server_closes(scripted: Scripted) -> None:
     server = scripted(lambda request: UPGRADED)
     proc = listener(server.url, 3)
     try:
         assert proc.stdout is not None
         ready = json.loads(proc.stdout.readline())
         assert (ready["ready"], ready["failed_connections"]) == (3, 0)
+        assert sockets_of(proc.pid) == 3
         for conn in server.connections:
             conn.sendall(frame({"type": "broadcast", "payload": {"t": perf_counter(), "n": 0}}))
             conn.close()
-        time.sleep(0.5)  # the client reads the frames and sees every connection end
+        # The client has seen every connection end once it has closed all three sockets.
+        wait_until(
+            lambda: sockets_of(proc.pid),
+            lambda held: held == 0,
+            within=10,
+            what="the client closes the connections the server closed",
+        )
         # A closed socket stays readable: a client that kept polling it would use a whole core.
+        # Measured over a second in which the client must keep listening (not exit).
         before = cpu_seconds([proc.pid])
-        time.sleep(1.0)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=1.0)
         spent = cpu_seconds([proc.pid]) - before
         assert spent < 0.1, f"the client spent {spent:.2f} s of CPU in 1 s with nothing to read"
-        assert proc.poll() is None  # still listening, until told to stop
         proc.terminate()
         out, err = proc.communicate(timeout=10)
     finally:
@@ -150,16 +177,9 @@ def test_listen_drops_connections_the_server_closes(
     ids=["closed before answering", "closed mid-answer"],
 )
 def test_listen_fails_clearly_when_the_server_closes_during_the_handshake(
-    scripted: Callable[[Callable[[bytes], bytes | None]], ScriptedServer],
-    answer: bytes | None,
-    received: bytes,
+    scripted: Scripted, answer: bytes | None, received: bytes
 ) -> None:
-    def close_after(request: bytes) -> bytes | None:
-        # The client waits for more of the answer; closing ends that wait.
-        threading.Timer(0.2, lambda: [conn.close() for conn in server.connections]).start()
-        return answer
-
-    server = scripted(close_after)
+    server = scripted(lambda request: answer, hang_up=True)
     proc = listener(server.url, 2)
     try:
         out, err = proc.communicate(timeout=15)
@@ -179,7 +199,7 @@ def test_listen_fails_clearly_when_the_server_closes_during_the_handshake(
 # holding: stand-in clients print a ready line, then their final line on SIGTERM ---------------
 
 STAND_IN = """
-import json, signal, sys, time
+import json, signal, sys
 behaviour, connections = sys.argv[1], int(sys.argv[2])
 if behaviour == "crash":
     sys.exit(3)
@@ -189,7 +209,7 @@ def finish(*_):
 signal.signal(signal.SIGTERM, signal.SIG_IGN if behaviour == "stubborn" else finish)
 print(json.dumps({"ready": connections, "connect_seconds": 0.1, "workers": None}), flush=True)
 while True:
-    time.sleep(1)
+    signal.pause()
 """
 
 SERVER = Server("stand-in", "ws://127.0.0.1:9/ws", [])

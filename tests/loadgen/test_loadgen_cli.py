@@ -47,6 +47,9 @@ def test_unknown_profile_lists_the_profiles() -> None:
         (["light", "--threshold", "message_success>98"], "write it with %"),
         (["light", "--mix", "echo=1,shout=1"], "unknown message type 'shout'"),
         (["light", "--url", "http://127.0.0.1:8080/ws"], "is not a ws:// or wss:// URL"),
+        (["light", "--url", "ws://127.0.0.1:80800/ws"], "the port must be a number from 1 to"),
+        (["light", "--url", "ws://127.0.0.1:http/ws"], "the port must be a number from 1 to"),
+        (["light", "--url", "ws://127.0.0.1:0/ws"], "the port must be a number from 1 to"),
         (["light", "--interval", "0"], "--interval must be at least 0.001 s"),
     ],
 )

@@ -154,7 +154,7 @@ def test_counts_agree_with_the_servers_own_counters(custom_run: CustomRun) -> No
     opened = report["connection"]["succeeded"] + report["probes"]
     assert delta("wsmon_connections_opened_total") == opened
     assert delta("wsmon_messages_sent_total", type="welcome") == opened
-    assert delta("wsmon_message_errors_total") == 0
+    assert delta("wsmon_client_errors_total") == 0
 
 
 def test_tiny_worker_capacity_fails_connection_success(

@@ -22,8 +22,11 @@ def test_named_profiles_have_the_guides_connection_counts(name: str, connections
     assert profile.planned_rate == connections
 
 
-def test_profile_names_include_custom() -> None:
-    assert PROFILE_NAMES == ("light", "medium", "heavy", "extreme", "custom")
+def test_every_profile_the_cli_offers_resolves() -> None:
+    """PROFILE_NAMES is the choice `wsmon loadtest` offers: each must be a profile that runs."""
+    for name in PROFILE_NAMES:
+        profile = resolve_profile(name, connections=7)
+        assert (profile.name, profile.connections) == (name, 7)
 
 
 def test_custom_needs_connections_and_takes_the_interval() -> None:

@@ -56,12 +56,21 @@ def test_parse_errors_say_what_is_wrong(text: str, message: str) -> None:
         parse_threshold(text)
 
 
-def test_defaults_are_the_guides_healthy_system() -> None:
-    assert [str(t) for t in DEFAULT_THRESHOLDS] == [
-        "connection_success>95%",
-        "message_success>98%",
-        "p99<200ms",
-    ]
+@pytest.mark.parametrize(
+    ("observed", "passed"),
+    [
+        ({"connection_success": 95.01, "message_success": 98.01, "p99": 199.9}, True),
+        ({"connection_success": 95.0, "message_success": 98.01, "p99": 199.9}, False),
+        ({"connection_success": 95.01, "message_success": 98.0, "p99": 199.9}, False),
+        ({"connection_success": 95.01, "message_success": 98.01, "p99": 200.0}, False),
+    ],
+)
+def test_without_thresholds_a_run_is_judged_as_the_guides_healthy_system(
+    observed: dict[str, float], passed: bool
+) -> None:
+    """Over 95 % of connections and 98 % of messages succeed and p99 stays under 200 ms."""
+    verdicts = evaluate(DEFAULT_THRESHOLDS, observed.get)
+    assert all(v.passed for v in verdicts) is passed
 
 
 def test_a_given_threshold_replaces_the_default_on_its_metric_and_adds_others() -> None:

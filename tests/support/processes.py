@@ -150,12 +150,18 @@ class Wsmon(Service):
 
     The supervisor owns the port and forks the workers; the port is the one its log announces
     (`serving on http://127.0.0.1:PORT`). WSMON_* variables of the calling environment are not
-    passed on, so the flags alone configure it.
+    passed on, so the flags (and `environment`, when given) alone configure it.
     """
 
-    def __init__(self, *flags: str, start_timeout: float = START_TIMEOUT) -> None:
+    def __init__(
+        self,
+        *flags: str,
+        start_timeout: float = START_TIMEOUT,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.flags = flags
         env = {k: v for k, v in os.environ.items() if not k.startswith("WSMON_")}
+        env.update(environment or {})
         env["PYTHONUNBUFFERED"] = "1"
         argv = [str(WSMON), "serve", "--host", HOST, "--port", "0", *flags]
         super().__init__("wsmon", argv, env=env)

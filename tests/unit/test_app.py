@@ -1,19 +1,27 @@
 """Handler tests: one standalone worker under pytest-aiohttp's test client."""
 
+from __future__ import annotations
+
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
 from aiohttp import WSMsgType, web
-from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from support.standalone import WORKER, standalone_app
 
 from wsmon.exporter.config import Settings
+from wsmon.exporter.handlers import Handlers
+from wsmon.exporter.hub import Connection
+from wsmon.exporter.protocol import MessageId
 
-Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[..., Awaitable[Client]]
+if TYPE_CHECKING:  # TestClient is generic from aiohttp 3.11 on; the oldest allowed is 3.10
+    from aiohttp.test_utils import TestClient
+
+    Client = TestClient[web.Request, web.Application]
+    MakeClient = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
@@ -119,7 +127,7 @@ async def test_bad_messages_get_errors_and_the_connection_stays(client: Client) 
     await ws.send_str('{"type":"ping","id":6}')
     assert await receive(ws) == {"type": "pong", "id": 6}
     assert await metric(client, "wsmon_messages_received_total", type="invalid") == 3
-    assert await metric(client, "wsmon_message_errors_total", reason="binary_frame") == 1
+    assert await metric(client, "wsmon_client_errors_total", reason="binary_frame") == 1
     assert await metric(client, "wsmon_messages_sent_total", type="error") == 3
 
 
@@ -131,7 +139,7 @@ async def test_flood_is_rate_limited_then_served_again(client: Client) -> None:
     limited = [r for r in replies if r["type"] == "error"]
     assert limited, "20 messages at once over a limit of 5 a second must be refused in part"
     assert all(r["code"] == "rate_limited" for r in limited)
-    assert len(limited) == await metric(client, "wsmon_message_errors_total", reason="rate_limited")
+    assert len(limited) == await metric(client, "wsmon_client_errors_total", reason="rate_limited")
 
 
 async def test_oversized_frame_closes_with_1009(client: Client) -> None:
@@ -143,7 +151,7 @@ async def test_oversized_frame_closes_with_1009(client: Client) -> None:
     assert msg.data == 1009
     await other.send_str('{"type":"ping","id":1}')
     assert await receive(other) == {"type": "pong", "id": 1}
-    assert await metric(client, "wsmon_message_errors_total", reason="too_large") == 1
+    assert await metric(client, "wsmon_client_errors_total", reason="too_large") == 1
 
 
 async def test_capacity_refuses_with_1013_and_counts(client: Client) -> None:
@@ -205,4 +213,48 @@ async def test_a_payload_too_deep_to_deliver_is_refused_not_fatal(client: Client
     text = '{"type":"echo","payload":' + deep + "}"
     await ws.send_str(text)
     assert (await ws.receive(timeout=5)).data == text
-    assert await metric(client, "wsmon_message_errors_total", type="broadcast") == 1
+    assert await metric(client, "wsmon_client_errors_total", type="broadcast") == 1
+
+
+async def test_a_handler_that_raises_fails_that_message_not_the_connection(
+    aiohttp_client: MakeClient,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in a handler is the server's failure: the client gets an internal_error frame (not
+    the exception's text), the failure is counted and logged with its traceback, nothing is
+    counted against the client, and the connection answers the next message."""
+
+    def broken(
+        self: Handlers, conn: Connection, obj: dict[str, Any], ref: MessageId, started: float
+    ) -> bytes | None:
+        raise RuntimeError("identify lost its database")
+
+    monkeypatch.setattr(Handlers, "identify", broken)  # before the worker binds its routes
+    client = await aiohttp_client(standalone_app(settings))
+    ws = await connect(client)
+    with caplog.at_level(logging.ERROR, logger="wsmon.exporter.app"):
+        await ws.send_str('{"type":"identify","user":"ann","id":1}')
+        assert await receive(ws) == {
+            "type": "error",
+            "code": "internal_error",
+            "message": "identify: the server failed to handle this message",
+            "ref": 1,
+        }
+    await ws.send_str('{"type":"ping","id":2}')
+    assert await receive(ws) == {"type": "pong", "id": 2}
+
+    failures = "wsmon_message_failures_total"
+    assert await metric(client, failures, type="identify", reason="internal_error") == 1
+    assert await metric(client, failures) == 1
+    assert await metric(client, "wsmon_client_errors_total") == 0
+    assert await metric(client, "wsmon_messages_sent_total", type="error") == 1
+    assert await metric(client, "wsmon_message_latency_seconds_count", type="identify") == 1
+    (logged,) = [record for record in caplog.records if record.exc_info]
+    assert "identify handler failed" in logged.getMessage()
+    assert logged.exc_info is not None
+    assert str(logged.exc_info[1]) == "identify lost its database"
+    # The service's own failure is what health judges: 1 of 2 messages failed.
+    response = await client.get("/api/health")
+    assert (response.status, (await response.json())["status"]) == (503, "unhealthy")

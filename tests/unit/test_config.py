@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from support.kubernetes import SERVICE_LINKS
 
 from wsmon.exporter.config import ConfigError, Settings, load_settings
 
@@ -16,7 +17,6 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_when_nothing_is_given() -> None:
     settings = load_settings({}, {}, None)
     assert settings == Settings()
-    assert settings.port == 8080
     assert settings.workers >= 1
 
 
@@ -63,8 +63,32 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_bad_environment_variable_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="environment WSMON_WORKER_CAPACITY: worker_capacity"):
         load_settings({}, {"WSMON_WORKER_CAPACITY": "0"}, None)
-    with pytest.raises(ConfigError, match="unknown key 'WSMON_PROT'"):
-        load_settings({}, {"WSMON_PROT": "1"}, None)
+
+
+def test_unknown_environment_variable_warns_and_is_ignored() -> None:
+    warnings: list[str] = []
+    settings = load_settings({}, {"WSMON_PROT": "1", "WSMON_WORKERS": "3"}, None, warnings)
+    assert settings.workers == 3
+    assert warnings == [
+        "ignoring unknown environment variable WSMON_PROT (did you mean WSMON_PORT?)"
+    ]
+
+
+def test_kubernetes_service_links_are_ignored_with_one_warning() -> None:
+    warnings: list[str] = []
+    env = {**SERVICE_LINKS, "WSMON_WORKER_CAPACITY": "7"}
+    settings = load_settings({}, env, None, warnings)
+    assert settings.port == Settings().port  # WSMON_PORT=tcp://... is the Service's, not ours
+    assert settings.worker_capacity == 7  # a real setting beside them still applies
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("ignoring Kubernetes service-link variables ")
+    for name in SERVICE_LINKS:
+        assert name in warnings[0]
+
+
+def test_a_port_that_is_not_a_service_link_is_still_checked() -> None:
+    with pytest.raises(ConfigError, match="environment WSMON_PORT: port: must be an integer"):
+        load_settings({}, {"WSMON_PORT": "http://x:1"}, None)
 
 
 def test_bad_flag_names_the_flag() -> None:

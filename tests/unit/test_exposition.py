@@ -25,7 +25,7 @@ from prometheus_client.utils import floatToGoString
 from wsmon import __version__
 from wsmon.catalogue import CATALOGUE, COUNTER, HISTOGRAM
 from wsmon.exporter.exposition import Exposition
-from wsmon.exporter.metrics import Snapshot, WorkerMetrics, merge
+from wsmon.exporter.metrics import HistogramSample, Sample, Snapshot, WorkerMetrics, merge
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -48,21 +48,25 @@ class Reference:
         info.add_metric((__version__, ".".join(map(str, sys.version_info[:3]))), 1)
         yield info
         for spec in CATALOGUE:
-            rows = sorted(self.snapshot.get(spec.name, []), key=lambda row: row[0])
+            rows = sorted(self.snapshot.get(spec.name, []), key=lambda row: row.labels)
             if not rows:
                 continue
             metric: Any
             if spec.kind == HISTOGRAM:
                 edges = [floatToGoString(b) for b in spec.buckets] + ["+Inf"]
                 metric = HistogramMetricFamily(spec.name, spec.help, labels=spec.labels)
-                for labels, counts, total in rows:
-                    cumulative = [sum(counts[: i + 1]) for i in range(len(counts))]
-                    metric.add_metric(labels, list(zip(edges, cumulative, strict=True)), total)
+                for row in rows:
+                    assert isinstance(row, HistogramSample)
+                    cumulative = [sum(row.counts[: i + 1]) for i in range(len(row.counts))]
+                    metric.add_metric(
+                        row.labels, list(zip(edges, cumulative, strict=True)), row.sum
+                    )
             else:
                 kind = CounterMetricFamily if spec.kind == COUNTER else GaugeMetricFamily
                 metric = kind(spec.name, spec.help, labels=spec.labels)
-                for labels, value in rows:
-                    metric.add_metric(labels, value)
+                for row in rows:
+                    assert isinstance(row, Sample)
+                    metric.add_metric(row.labels, row.value)
             yield metric
 
 
@@ -84,8 +88,8 @@ def busy_pool(seed: int) -> Snapshot:
             for _ in range(50):
                 histogram.observe(rng.expovariate(200))
         worker.fanout_recipients["broadcast"].observe(rng.randrange(20000))
-        worker.error("chat", "not_in_room")
-        worker.error("invalid", "invalid_json")
+        worker.client_error("chat", "not_in_room")
+        worker.client_error("invalid", "invalid_json")
     return merge(w.registry.snapshot() for w in workers)
 
 

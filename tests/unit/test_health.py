@@ -18,11 +18,13 @@ def test_idle_pool_is_healthy() -> None:
         "workers",
         "message_error_rate",
         "message_success_rate",
+        "client_error_ratio",
         "average_latency",
         "p99_latency",
         "pool_utilization",
         "connection_rejection_rate",
         "worker_imbalance",
+        "slow_consumer_ratio",
         "broadcast_time",
     }
 
@@ -40,14 +42,46 @@ def test_pool_utilization_degrades_then_fails() -> None:
 def test_error_rate_counts_only_the_window() -> None:
     worker = WorkerMetrics(0, 100)
     worker.received["echo"].value = 1000
-    for _ in range(100):
-        worker.error("echo", "rate_limited")
+    worker.failures["echo"].value = 100
     baseline = snapshot_of(worker)
     assert (
         health.evaluate(baseline, {}, 1, 1, DEFAULTS)["status"] == "unhealthy"
-    )  # 10 % errors overall
+    )  # 10 % of messages failed overall
     worker.received["echo"].value += 1000
     assert health.evaluate(snapshot_of(worker), baseline, 1, 1, DEFAULTS)["status"] == "healthy"
+
+
+def checks_of(worker: WorkerMetrics) -> tuple[str, dict[str, tuple[object, str]]]:
+    """The verdict, and each check's (value, status), of one worker judged since it started."""
+    document = health.evaluate(snapshot_of(worker), {}, 1, 1, DEFAULTS)
+    return document["status"], {c["name"]: (c["value"], c["status"]) for c in document["checks"]}
+
+
+def test_a_flood_of_client_errors_degrades_but_never_fails() -> None:
+    """Issue 8: one client's bad input drove success to 25 % and /api/health to 503."""
+    worker = WorkerMetrics(0, 100)
+    worker.received["echo"].value = 250
+    worker.received["invalid"].value = 750
+    for _ in range(750):
+        worker.client_error("invalid", "invalid_json")
+    status, checks = checks_of(worker)
+    assert status == "degraded"
+    assert checks["message_success_rate"] == (1.0, "healthy")
+    assert checks["message_error_rate"] == (0.0, "healthy")
+    assert checks["client_error_ratio"] == (0.75, "degraded")
+
+
+def test_slow_consumers_are_judged_only_in_numbers() -> None:
+    worker = WorkerMetrics(0, 1000)
+    worker.active.value = 90
+    worker.slow_consumers_cut.value = 9  # under the minimum: each its client's network
+    worker.dropped["slow_consumer"].value = 500  # deliveries they missed are not more cut-offs
+    status, checks = checks_of(worker)
+    assert (status, checks["slow_consumer_ratio"]) == ("healthy", (None, "healthy"))
+    worker.slow_consumers_cut.value = 10  # 10 cut off beside 90 still open
+    assert checks_of(worker)[1]["slow_consumer_ratio"] == (0.1, "degraded")
+    worker.active.value = 0  # every one of them cut off
+    assert checks_of(worker)[1]["slow_consumer_ratio"] == (1.0, "degraded")
 
 
 def test_slow_handling_and_missing_workers() -> None:

@@ -6,7 +6,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from wsmon import __version__
 from wsmon.exporter.exposition import Exposition
-from wsmon.exporter.metrics import Histogram, Registry, WorkerMetrics, merge, without_gauges
+from wsmon.exporter.metrics import (
+    Histogram,
+    Registry,
+    WorkerMetrics,
+    histograms,
+    merge,
+    without_gauges,
+)
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -31,12 +38,12 @@ def test_merge_sums_counters_keeps_gauges_per_worker() -> None:
         worker.received["echo"].value += 3 + index
         worker.active.value = 2 + index
         worker.latency["echo"].observe(0.001)
-        worker.error("invalid", "invalid_json")
+        worker.client_error("invalid", "invalid_json")
     exposed = samples(Exposition().render(merge(w.registry.snapshot() for w in workers), None)[0])
     assert exposed[("wsmon_messages_received_total", (("type", "echo"),))] == 7
     assert exposed[("wsmon_connections_active", (("worker", "0"),))] == 2
     assert exposed[("wsmon_connections_active", (("worker", "1"),))] == 3
-    key = ("wsmon_message_errors_total", (("reason", "invalid_json"), ("type", "invalid")))
+    key = ("wsmon_client_errors_total", (("reason", "invalid_json"), ("type", "invalid")))
     assert exposed[key] == 2
     bucket = ("wsmon_message_latency_seconds_bucket", (("le", "0.001"), ("type", "echo")))
     assert exposed[bucket] == 2
@@ -61,10 +68,10 @@ def test_merge_does_not_alias_its_inputs() -> None:
     snapshot = worker.registry.snapshot()
     merged = merge([snapshot])
     merged = merge([merged, snapshot])
-    rows = dict((tuple(r[0]), r) for r in snapshot["wsmon_message_latency_seconds"])
-    assert sum(rows[("ping",)][1]) == 1  # the input snapshot was not mutated by merging twice
-    merged_rows = dict((tuple(r[0]), r) for r in merged["wsmon_message_latency_seconds"])
-    assert sum(merged_rows[("ping",)][1]) == 2
+    rows = {r.labels: r for r in histograms(snapshot, "wsmon_message_latency_seconds")}
+    assert sum(rows[("ping",)].counts) == 1  # the input snapshot was not mutated by merging twice
+    merged_rows = {r.labels: r for r in histograms(merged, "wsmon_message_latency_seconds")}
+    assert sum(merged_rows[("ping",)].counts) == 2
 
 
 def test_openmetrics_is_served_when_asked_for() -> None:

@@ -1,0 +1,74 @@
+"""`wsmon serve` refuses a bad setting before anything starts: a usage error (exit status 2) that
+names where the setting came from. Run in-process through click's CliRunner; tests/conftest.py
+turns a pool that would start anyway into a failure of the test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from wsmon.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _no_wsmon_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what a test passes configures the server, not the WSMON_* of whoever runs the suite."""
+    for name in os.environ:
+        if name.startswith("WSMON_"):
+            monkeypatch.delenv(name)
+
+
+def serve(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, ["serve", *args], env=env)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--worker-capacity", "0"],
+            {},
+            "--worker-capacity: worker_capacity: must be an integer >= 1, got 0",
+        ),
+        (
+            [],
+            {"WSMON_DRAIN_SECONDS": "-1"},
+            "environment WSMON_DRAIN_SECONDS: drain_seconds: must be a number > 0, got '-1'",
+        ),
+        (
+            ["--log-level", "loud"],
+            {},
+            "--log-level: log_level: must be one of debug, info, warning, error, got 'loud'",
+        ),
+        (
+            ["--config", "{missing}"],
+            {},
+            "{missing}: cannot read config file: there is no such file",
+        ),
+        (
+            [],
+            {"WSMON_THRESHOLDS_FILE": "{missing}"},
+            "{missing}: cannot read thresholds: there is no such file",
+        ),
+    ],
+    ids=["flag", "environment", "choice", "config file", "thresholds file"],
+)
+def test_a_bad_setting_is_a_usage_error(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    missing = str(tmp_path / "absent.yaml")
+    result = serve(
+        *(arg.format(missing=missing) for arg in args),
+        env={name: value.format(missing=missing) for name, value in env.items()},
+    )
+    assert result.exit_code == 2, result.output
+    assert f"Error: {message.format(missing=missing)}\n" in result.output
+
+
+def test_settings_that_pass_validation_would_start_the_pool() -> None:
+    """The guard of tests/conftest.py: a serve that gets past validation fails the test."""
+    with pytest.raises(pytest.fail.Exception, match="config validation let a bad setting through"):
+        serve("--port", "0", "--workers", "1")
