@@ -1,4 +1,5 @@
-"""Every wsmon metric, defined once, and the design that keeps them cheap.
+"""A worker's metric cells, their snapshots, and how the pool sums them: the design that keeps
+metrics cheap. Every metric is declared once, in the core's catalogue (wsmon/catalogue.py).
 
 The per-message path never calls prometheus_client: it adds to plain Python cells (an int attribute)
 and histogram bucket lists that were bound to their labels at start-up. Each worker hands a snapshot
@@ -198,7 +199,11 @@ def from_wire(data: bytes) -> Snapshot:
 
 def without_gauges(snapshot: Snapshot) -> Snapshot:
     """What a dead worker leaves behind: its counters and histograms, not its gauges."""
-    return {name: rows for name, rows in snapshot.items() if SPECS[name].kind != GAUGE}
+    return {
+        name: rows
+        for name, rows in snapshot.items()
+        if name not in SPECS or SPECS[name].kind != GAUGE  # unknown: a newer worker's counter
+    }
 
 
 class WorkerMetrics:
