@@ -11,10 +11,10 @@ PORT ?= 8080
 DEBIAN_TOOLS := prometheus prometheus-alertmanager chromium
 TOOL_BINARIES := promtool prometheus prometheus-alertmanager amtool chromium
 
-.PHONY: run test test-oldest lint tools venv clean help bench loadtest rules
+.PHONY: run test test-oldest lint tools venv clean help bench loadtest rules dashboards
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "wsmon needs Python 3.11 or newer; set PYTHON=python3.x")'
@@ -40,7 +40,7 @@ test: $(STAMP) tools  ## run the whole test suite
 	$(BIN)/python -P -m pytest -q
 
 # ruff reads each file once: it does not follow wsmon/'s symlinks to the top-level folders.
-PY_SOURCES := wsmon exporter alerting loadgen tests
+PY_SOURCES := wsmon exporter alerting loadgen dashboards tests
 lint: $(STAMP)  ## ruff, mypy (strict) and import-linter's dependency contracts
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
@@ -54,6 +54,11 @@ rules: $(STAMP) tools  ## alerting/thresholds.yaml -> alerting/generated/ (rules
 	promtool check rules alerting/generated/rules.yaml
 	promtool test rules alerting/tests/*.yaml alerting/generated/alerts_test.yaml
 	amtool check-config alerting/generated/alertmanager.yml
+
+# The same thresholds file as `make rules`: a threshold line on a panel is the value its alert
+# fires at. Checked in too; the test suite fails when they are stale.
+dashboards: $(STAMP)  ## alerting/thresholds.yaml + dashboards/*.jsonnet -> dashboards/generated/ (Grafana JSON)
+	$(BIN)/wsmon dashboards build --thresholds alerting/thresholds.yaml --output dashboards/generated
 
 # The floors in pyproject.toml are claims: install the lowest versions they allow (uv's
 # lowest-direct resolution of the runtime dependencies and extras), then today's test tools held

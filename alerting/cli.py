@@ -14,7 +14,13 @@ from typing import Any, Final
 import click
 
 from wsmon import extras
-from wsmon.thresholds import DEFAULT_THRESHOLDS, ThresholdsError, duration_seconds, load
+from wsmon.thresholds import (
+    DEFAULT_THRESHOLDS,
+    Threshold,
+    ThresholdsError,
+    duration_seconds,
+    load,
+)
 
 from . import smtp
 from .amclient import Alert, AlertmanagerError, Client, Silence, Unreachable, check_url
@@ -40,7 +46,8 @@ def _require_build(command: str) -> None:
         raise click.ClickException(unavailable)
 
 
-def _base_url(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def base_url(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback of a base-URL option (here and in `wsmon dashboards build`)."""
     if value is not None and not value.startswith(("http://", "https://")):
         raise click.BadParameter(f"must be an http:// or https:// URL, got {value!r}")
     return None if value is None else value.rstrip("/")
@@ -51,42 +58,96 @@ def rules() -> None:
     """Build Prometheus rules, promtool tests and the Alertmanager config from thresholds.yaml."""
 
 
+def url_option(flag: str, help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A base-URL option, checked and without its trailing slash (rules and dashboards builds)."""
+    return click.option(flag, metavar="URL", callback=base_url, help=help_text)
+
+
+def build_options(
+    output: Path, output_help: str
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The options every generated-files build takes: --thresholds, --output, --check."""
+
+    def apply(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(
+            (
+                click.option(
+                    "--thresholds",
+                    "thresholds_file",
+                    type=click.Path(path_type=Path, dir_okay=False),
+                    default=DEFAULT_THRESHOLDS,
+                    show_default=True,
+                    help="The thresholds file: what the alerts fire at.",
+                ),
+                click.option(
+                    "--output",
+                    type=click.Path(path_type=Path, file_okay=False),
+                    default=output,
+                    show_default=True,
+                    help=output_help,
+                ),
+                click.option(
+                    "--check",
+                    is_flag=True,
+                    help="Write nothing; exit 1 if --output is out of date.",
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return apply
+
+
+def run_build(
+    render: Callable[[tuple[Threshold, ...], dict[str, Any]], dict[str, str]],
+    thresholds_file: Path,
+    links: dict[str, str | None],
+    output: Path,
+    check: bool,
+    make_target: str,
+) -> None:
+    """Render from the thresholds file (links given override the config's), then write the files
+    to `output`, or with `check` only say whether they are up to date there."""
+    from . import build  # present: the commands that render are refused without Jsonnet
+
+    overrides = {key: url for key, url in links.items() if url is not None}
+    try:
+        files = render(load(thresholds_file), overrides)
+    except ThresholdsError as exc:
+        raise click.ClickException(str(exc)) from None
+    if check:
+        differ = build.stale(files, output)
+        if differ:
+            names = ", ".join(differ)
+            raise click.ClickException(
+                f"{output}: out of date: {names}; run `{make_target}` and commit the result"
+            )
+        click.echo(f"{output}: up to date")
+        return
+    build.write(files, output)
+    click.echo(f"wrote {', '.join(sorted(files))} to {output}")
+
+
 @rules.command("build")
-@click.option(
-    "--thresholds",
-    "thresholds_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_THRESHOLDS,
-    show_default=True,
-    help="The thresholds file.",
+@build_options(
+    DEFAULT_OUTPUT, "Directory for rules.yaml, alerts_test.yaml, alertmanager.yml and wsmon.tmpl."
 )
-@click.option(
-    "--output",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=DEFAULT_OUTPUT,
-    show_default=True,
-    help="Directory for rules.yaml, alerts_test.yaml, alertmanager.yml and wsmon.tmpl.",
-)
-@click.option(
+@url_option(
     "--runbook-url",
-    metavar="URL",
-    callback=_base_url,
-    help="Base of every alert's runbook_url; '#alertname' is appended. [default: the firing"
+    "Base of every alert's runbook_url; '#alertname' is appended. [default: the firing"
     " server's own page, http://INSTANCE/runbooks]",
 )
-@click.option(
+@url_option(
     "--dashboard-url",
-    metavar="URL",
-    callback=_base_url,
-    help="Grafana's address, base of every alert's dashboard_url. [default: http://localhost:3000]",
+    "Grafana's address, base of every alert's dashboard_url. [default: http://localhost:3000]",
 )
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 if --output is out of date.")
 def build_command(
     thresholds_file: Path,
     output: Path,
+    check: bool,
     runbook_url: str | None,
     dashboard_url: str | None,
-    check: bool,
 ) -> None:
     """Validate thresholds.yaml and generate every alerting file from it.
 
@@ -98,26 +159,10 @@ def build_command(
       wsmon rules build --runbook-url https://wiki.example.com/wsmon/runbooks \\
                         --dashboard-url https://grafana.example.com --output /etc/prometheus/wsmon
     """
-    from . import build  # present: `wsmon rules` is refused without the alerting extra
+    from . import build
 
     links = {"runbookBaseUrl": runbook_url, "dashboardBaseUrl": dashboard_url}
-    try:
-        files = build.render(
-            load(thresholds_file), {key: url for key, url in links.items() if url is not None}
-        )
-    except ThresholdsError as exc:
-        raise click.ClickException(str(exc)) from None
-    if check:
-        differ = build.stale(files, output)
-        if differ:
-            names = ", ".join(differ)
-            raise click.ClickException(
-                f"{output}: out of date: {names}; run `make rules` and commit the result"
-            )
-        click.echo(f"{output}: up to date")
-        return
-    build.write(files, output)
-    click.echo(f"wrote {', '.join(sorted(files))} to {output}")
+    run_build(build.render, thresholds_file, links, output, check, "make rules")
 
 
 # -- wsmon alerts --------------------------------------------------------------------------------

@@ -22,9 +22,7 @@
     runbookBaseUrl: 'http://{{ $labels.instance }}/runbooks',
     dashboardBaseUrl: 'http://localhost:3000',
     datasource: 'prometheus',
-    // Grafana dashboard uid per indicator. No dashboard exists yet: these are the stable uids the
-    // dashboards issue will provide (its Overview, Connections, Messages, Performance and Alerts
-    // dashboards), so until it lands the alerts' dashboard_url links lead nowhere.
+    // Grafana dashboard uid per indicator: the dashboard of dashboards/ that shows it.
     dashboards: {
       message_error_rate: 'wsmon-messages',
       message_success_rate: 'wsmon-messages',
@@ -39,6 +37,24 @@
       probe_failure: 'wsmon-health',
       instance_down: 'wsmon-overview',
     },
+    // The dashboards (dashboards/), one per tab of the monitoring guide and in its order: every
+    // dashboard's link bar, so the links act as the guide's tab bar. Testing comes with the
+    // probes (a later issue); its link holds its place.
+    dashboardTabs: [
+      { title: 'Overview', uid: 'wsmon-overview' },
+      { title: 'Connections', uid: 'wsmon-connections' },
+      { title: 'Messages', uid: 'wsmon-messages' },
+      { title: 'Performance', uid: 'wsmon-performance' },
+      { title: 'Historical', uid: 'wsmon-historical' },
+      { title: 'Alerts', uid: 'wsmon-health' },
+      { title: 'Testing', uid: 'wsmon-testing' },
+    ],
+    // The job the dashboards' job variable starts on: the job of wsmonSelector.
+    dashboardJob: 'wsmon',
+    // Alertmanager's own series (Prometheus scrapes it too) for the Alerts dashboard, and where
+    // its silences page is.
+    alertmanagerSelector: 'job="alertmanager"',
+    alertmanagerUrl: 'http://localhost:9093',
 
     alertmanager: {
       groupBy: ['alertname', 'instance'],

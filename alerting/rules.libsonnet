@@ -1,6 +1,6 @@
 // Recording rules: one per indicator of alerting/indicators.py (the keys thresholds.yaml names),
-// computed per wsmon instance. Alerts read these names, never the raw PromQL, and so will the
-// dashboards a later issue builds.
+// computed per wsmon instance. Alerts read these names, never the raw PromQL, and so do the
+// dashboards (dashboards/), apart from the Historical one.
 //
 // Every division keeps only a positive denominator (`> 0`) and every quantile only a window with
 // observations, so an idle server records nothing instead of NaN and no alert fires on 0/0.

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from alerting_stack import REPO, tool
 from click.testing import CliRunner
+from support.stack import REPO, tool
 
 from wsmon.alerting import build, promtests
 from wsmon.cli import main

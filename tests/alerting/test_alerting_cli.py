@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alerting_stack import Stack
 from click.testing import CliRunner, Result
 from support.processes import HOST, free_port
+from support.stack import Stack
 
 from wsmon.alerting import build
 from wsmon.cli import main

@@ -32,10 +32,18 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from alerting_stack import Mail, SmtpSink, Stack, eventually
-from support.processes import HOST, WSMON, Service
+from support.processes import HOST, Service
+from support.stack import (
+    Mail,
+    SmtpSink,
+    Stack,
+    eventually,
+    prometheus_config,
+    write_alerting,
+    wsmon_alerts,
+)
 
-from wsmon.alerting import build, gotemplate, smtp
+from wsmon.alerting import build, gotemplate
 from wsmon.thresholds import DEFAULT_THRESHOLDS, load
 
 pytestmark = pytest.mark.integration
@@ -155,34 +163,8 @@ async def failed_email_requests(session: aiohttp.ClientSession, alertmanager: st
     return float(found.group(1))
 
 
-async def wsmon_cli(*argv: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        str(WSMON),
-        "alerts",
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, f"wsmon alerts {' '.join(argv)}: {err.decode()}"
-    return out.decode()
-
-
 def write_configs(tmp_path: Path, sink: SmtpSink) -> tuple[Path, Path]:
-    """The test variant of thresholds.yaml and everything built from it."""
-    entries = yaml.safe_load(DEFAULT_THRESHOLDS.read_text())
-    for entry in entries:
-        entry["for"] = "0s"
-    thresholds = tmp_path / "thresholds.yaml"
-    thresholds.write_text(yaml.safe_dump(entries))
-    relay = smtp.from_environment(
-        {
-            "WSMON_SMTP_SMARTHOST": f"{HOST}:{sink.port}",
-            "WSMON_SMTP_FROM": "wsmon@test.invalid",
-            "WSMON_SMTP_TO": "oncall@test.invalid",
-            "WSMON_SMTP_REQUIRE_TLS": "false",
-        }
-    )
+    """The test variant of thresholds.yaml (every `for` 0s) and everything built from it."""
     overrides = {
         "rateWindow": RATE_WINDOW,
         "alertmanager": {
@@ -190,26 +172,8 @@ def write_configs(tmp_path: Path, sink: SmtpSink) -> tuple[Path, Path]:
             "groupInterval": f"{GROUP_INTERVAL}s",
             "repeatInterval": f"{REPEAT_INTERVAL}s",
         },
-        "smtp": relay,
     }
-    build.write(build.render(load(thresholds), overrides), tmp_path / "alerting")
-    return thresholds, tmp_path / "alerting"
-
-
-def prometheus_config(tmp_path: Path, rules: Path, wsmon_port: int, alertmanager: str) -> Path:
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules)],
-        "alerting": {
-            "alertmanagers": [{"static_configs": [{"targets": [alertmanager.split("//")[1]]}]}]
-        },
-        "scrape_configs": [
-            {"job_name": "wsmon", "static_configs": [{"targets": [f"{HOST}:{wsmon_port}"]}]}
-        ],
-    }
-    path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_alerting(tmp_path, sink, overrides)
 
 
 def check_firing_mail(mail: Mail, alertname: str, severity: str, rules: Path, port: int) -> None:
@@ -247,9 +211,10 @@ async def test_an_incident_from_bad_traffic_to_email_ack_and_resolution(
         thresholds, generated = write_configs(tmp_path, sink)
         am_service, am = stack.alertmanager(generated / build.ALERTMANAGER, tmp_path / "am-data")
         _, port = stack.wsmon("--workers", "2", "--thresholds-file", str(thresholds))
-        _, prom = stack.prometheus(
-            prometheus_config(tmp_path, generated / build.RULES, port, am), tmp_path / "tsdb"
+        config = prometheus_config(
+            tmp_path / "prometheus.yml", {"wsmon": f"{HOST}:{port}"}, generated / build.RULES, am
         )
+        _, prom = stack.prometheus(config, tmp_path / "tsdb")
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             await incident(
                 session,
@@ -334,7 +299,7 @@ async def incident(
         )
 
         # 3. Acknowledge: listed as acknowledged, and the repeats stop.
-        acked = await wsmon_cli(
+        acked = await wsmon_alerts(
             "ack",
             WARNING,
             "--duration",
@@ -349,7 +314,7 @@ async def incident(
         silence = acked.strip().rsplit(" ", 1)[1]
 
         async def listing() -> dict[str, dict[str, Any]]:
-            rows = json.loads(await wsmon_cli("list", "--json", "--alertmanager", am))
+            rows = json.loads(await wsmon_alerts("list", "--json", "--alertmanager", am))
             return {row["alertname"]: row for row in rows}
 
         rows = await eventually(
@@ -382,7 +347,7 @@ async def incident(
         assert WARNING in await prom.firing(), "still firing: the silence, not a fix, kept quiet"
 
         # 4. Unacknowledged, then traffic stops: resolved.
-        assert await wsmon_cli("unack", silence, "--alertmanager", am) == (
+        assert await wsmon_alerts("unack", silence, "--alertmanager", am) == (
             f"expired silence {silence}\n"
         )
         traffic.mode = "idle"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from alerting_stack import tool
 from click.testing import CliRunner
+from support.stack import tool
 
 from wsmon.alerting.smtp import SmtpSettingsError, from_environment
 from wsmon.cli import main

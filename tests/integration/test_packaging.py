@@ -61,6 +61,10 @@ def test_the_wheel_holds_one_import_package_and_its_data(wheel: Path) -> None:
         "wsmon/alerting/main.jsonnet",
         "wsmon/alerting/rules.libsonnet",
         "wsmon/alerting/email.tmpl",
+        "wsmon/alerting/configured.libsonnet",
+        "wsmon/dashboards/lib.libsonnet",
+        "wsmon/dashboards/overview.jsonnet",
+        "wsmon/dashboards/generated/wsmon-overview.json",
     ):
         assert data in names, data
     assert f"{info}/licenses/LICENSE" in names
