@@ -14,6 +14,7 @@ function(catalogue, thresholds, overrides={})
       slowConsumerMinCutoffs: catalogue.slowConsumerMinCutoffs,
     },
   };
-  // Merged once here: Jsonnet re-evaluates a field on every access, and the rules read _config
-  // hundreds of times.
-  base + { _config:: std.mergePatch(base._config, overrides) }
+  // Merged once, into a local: Jsonnet re-evaluates a field's expression on every access, and the
+  // rules and dashboards read _config hundreds of times.
+  local config = std.mergePatch(base._config, overrides);
+  base + { _config:: config }
