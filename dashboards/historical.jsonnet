@@ -146,14 +146,16 @@ function(catalogue, thresholds, overrides={})
         'Exporting the data',
         'Data export capabilities: how to take these series out of Prometheus.',
         |||
-          **Export.** The `wsmon export` command arrives with issue 10; it will be documented in
-          the `docs/` folder of the wsmon source tree (`docs/export.md`). It is not there yet.
+          **Export.** `wsmon export` writes these series out of Prometheus as CSV or JSON, the
+          stored samples themselves (raw series through `query_range`, fetched in pieces under
+          Prometheus' 11,000 points per series):
 
-          Until then, every panel's data can be taken out as it is:
+          * `wsmon export --prometheus http://PROMETHEUS:9090 --since 30d --step 5m --output wsmon-30d.csv`
+          * `--metric NAME` (repeatable, label matchers allowed) instead of the key series,
+            `--format json`, `--since`/`--until` as durations or RFC 3339 times;
+            `wsmon export --help` has the rest.
 
-          * Grafana: the panel menu, **Inspect → Data → Download CSV**.
-          * Prometheus' HTTP API, for any query of these panels:
-            `curl -G http://PROMETHEUS:9090/api/v1/query_range --data-urlencode 'query=sum(wsmon_connections_active)' -d start=... -d end=... -d step=1h`
+          A single panel's data as shown: the panel menu, **Inspect → Data → Download CSV**.
 
           Prometheus keeps 15 days unless told otherwise: run it with
           `--storage.tsdb.retention.time=30d` for the guide's 30 days of history.

@@ -60,9 +60,9 @@ class Option:
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-# Variables of the other wsmon commands (`wsmon alerts`, `wsmon alerts render-config`), which
-# share the WSMON_ prefix but are not server settings.
-_OTHER_COMMANDS_VARIABLES = ("WSMON_ALERTMANAGER_URL", "WSMON_SMTP_")
+# Variables of the other wsmon commands (`wsmon alerts`, `wsmon alerts render-config`,
+# `wsmon export`), which share the WSMON_ prefix but are not server settings.
+_OTHER_COMMANDS_VARIABLES = ("WSMON_ALERTMANAGER_URL", "WSMON_SMTP_", "WSMON_PROMETHEUS_URL")
 
 
 OPTIONS: tuple[Option, ...] = (

@@ -10,13 +10,21 @@ picks for a 30-day panel (30m), $__rate_interval from it, one instance and All. 
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
-from backfill import DAY, INSTANCE, JOB, Written, literal_values, specs_read, write
+from backfill import (
+    DAY,
+    INSTANCE,
+    JOB,
+    Written,
+    create_blocks,
+    literal_values,
+    specs_read,
+    write,
+)
 from grafana_queries import (
     Choice,
     Dashboard,
@@ -28,7 +36,7 @@ from grafana_queries import (
     require_data,
     run_all,
 )
-from support.stack import REPO, Stack, prometheus_config, tool
+from support.stack import REPO, Stack, prometheus_config
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +46,6 @@ SPAN = 35 * DAY
 # dashboard's daily peaks take rate over 5m, as for a real 15-60 s scrape); 35 days of the
 # Historical series is then ~1M samples, written and imported in a few seconds.
 SAMPLE_INTERVAL = 150
-# promtool cuts blocks of 2h by default and re-reads its whole input for each one (420 passes
-# over 35 days: 28 s for a tenth of this backfill); blocks of up to 3 weeks (the largest TSDB range
-# under 504h is 486h) need three. Debian's promtool 2.42 takes the flag without listing it.
-MAX_BLOCK_DURATION = "504h"
 # Retention counts back from the newest sample: 40 days keeps all 35 (a retention of 30d would
 # delete the oldest blocks, and with them the week before the range that `offset 1w` reads).
 RETENTION = "40d"
@@ -61,21 +65,7 @@ def backfill(dashboard: Dashboard, source: Path, data: Path, end: float) -> Writ
     ]
     with source.open("w") as out:
         written = write(out, specs_read(exprs), literal_values(exprs), end, SPAN, SAMPLE_INTERVAL)
-    result = subprocess.run(
-        [
-            tool("promtool"),
-            *("tsdb", "create-blocks-from", "openmetrics", "--quiet"),
-            f"--max-block-duration={MAX_BLOCK_DURATION}",
-            str(source),
-            str(data),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, f"promtool: {result.stderr}"
-    source.unlink()  # ~100 MB of text, no longer needed once the blocks exist
+    create_blocks(source, data)
     return written
 
 

@@ -94,3 +94,14 @@ def test_a_port_that_is_not_a_service_link_is_still_checked() -> None:
 def test_bad_flag_names_the_flag() -> None:
     with pytest.raises(ConfigError, match="--worker-capacity: worker_capacity: must be"):
         load_settings({"worker_capacity": -1}, {}, None)
+
+
+def test_the_other_commands_variables_are_not_server_settings() -> None:
+    warnings: list[str] = []
+    env = {
+        "WSMON_ALERTMANAGER_URL": "http://am:9093",
+        "WSMON_PROMETHEUS_URL": "http://prometheus:9090",
+        "WSMON_SMTP_FROM": "wsmon@example.org",
+    }
+    assert load_settings({}, env, None, warnings) == Settings()
+    assert warnings == []
