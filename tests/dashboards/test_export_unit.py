@@ -246,7 +246,9 @@ def test_progress_is_a_bar_on_a_terminal_lines_elsewhere_and_nothing_when_quiet(
 def wsmon_export(*argv: str) -> tuple[int, str]:
     result = CliRunner().invoke(main, ["export", *argv])
     assert isinstance(result.exception, SystemExit | None), result.exception  # no traceback
-    return result.exit_code, result.stderr
+    # `output`, not `stderr`: click 8.1 (the oldest allowed) mixes the two, and on a refusal
+    # nothing goes to stdout.
+    return result.exit_code, result.output
 
 
 @pytest.mark.parametrize(
@@ -268,21 +270,21 @@ def wsmon_export(*argv: str) -> tuple[int, str]:
 def test_bad_input_is_a_usage_error(tmp_path: Path, argv: list[str], message: str) -> None:
     # Nothing listens on port 9 (discard): any request would fail with exit 2 too, so the
     # message is what proves the error came first.
-    code, stderr = wsmon_export(
+    code, said = wsmon_export(
         "--prometheus", "http://127.0.0.1:9", *argv, "--output", str(tmp_path / "x")
     )
-    assert code == 2, stderr
-    assert message in stderr
+    assert code == 2, said
+    assert message in said
     assert not list(tmp_path.iterdir())
 
 
 def test_output_must_be_writable_before_any_query(tmp_path: Path) -> None:
-    code, stderr = wsmon_export("--output", str(tmp_path / "missing" / "x.csv"))
+    code, said = wsmon_export("--output", str(tmp_path / "missing" / "x.csv"))
     assert code == 2
-    assert f"{tmp_path / 'missing'} does not exist" in stderr
-    code, stderr = wsmon_export("--output", str(tmp_path))
+    assert f"{tmp_path / 'missing'} does not exist" in said
+    code, said = wsmon_export("--output", str(tmp_path))
     assert code == 2
-    assert "is a directory" in stderr
+    assert "is a directory" in said
 
 
 # -- an answer that is not Prometheus' -------------------------------------------------------------
@@ -318,26 +320,24 @@ def impostor() -> Iterator[str]:
 
 
 def test_an_answer_that_is_not_prometheus_is_a_clear_error(impostor: str, tmp_path: Path) -> None:
-    code, stderr = wsmon_export("--prometheus", impostor, "--output", str(tmp_path / "x.csv"))
+    code, said = wsmon_export("--prometheus", impostor, "--output", str(tmp_path / "x.csv"))
     assert code == 1
-    assert stderr == (
+    assert said == (
         f"Error: GET /label/__name__/values: the answer from {impostor} is not JSON, so not from"
         " Prometheus' HTTP API (a proxy or another service?); it starts:"
         " '<html><body>Sign in to continue</body></html>'\n"
     )
     _Impostor.body = json.dumps({"status": "success", "data": {"names": []}}).encode()
-    code, stderr = wsmon_export("--prometheus", impostor, "--output", str(tmp_path / "x.csv"))
+    code, said = wsmon_export("--prometheus", impostor, "--output", str(tmp_path / "x.csv"))
     assert code == 1
-    assert (
-        "is not what Prometheus' HTTP API returns (expected a JSON list, got an object)" in stderr
-    )
+    assert "is not what Prometheus' HTTP API returns (expected a JSON list, got an object)" in said
     assert not list(tmp_path.iterdir())
     _Impostor.body = json.dumps({"status": "success", "data": ["wsmon_up"]}).encode()
     matrix = {"resultType": "matrix", "result": [{"metric": {}, "values": [[1, 2]]}]}
     _Impostor.range_body = json.dumps({"status": "success", "data": matrix}).encode()
-    code, stderr = wsmon_export(
+    code, said = wsmon_export(
         "--prometheus", impostor, "--metric", "wsmon_up", "--output", str(tmp_path / "x.csv")
     )
     assert code == 1
-    assert 'is not what Prometheus\' HTTP API returns (expected a [time, "value"] pair' in stderr
+    assert 'is not what Prometheus\' HTTP API returns (expected a [time, "value"] pair' in said
     assert not list(tmp_path.iterdir())
