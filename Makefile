@@ -11,7 +11,7 @@ PORT ?= 8080
 DEBIAN_TOOLS := prometheus prometheus-alertmanager chromium
 TOOL_BINARIES := promtool prometheus prometheus-alertmanager amtool chromium
 
-.PHONY: run test test-oldest lint tools venv clean help bench loadtest rules dashboards
+.PHONY: run test test-oldest lint tools venv clean help bench loadtest rules dashboards deploy
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ test: $(STAMP) tools  ## run the whole test suite
 	$(BIN)/python -P -m pytest -q
 
 # ruff reads each file once: it does not follow wsmon/'s symlinks to the top-level folders.
-PY_SOURCES := wsmon exporter alerting loadgen dashboards tests
+PY_SOURCES := wsmon exporter alerting loadgen dashboards deploy tests
 lint: $(STAMP)  ## ruff, mypy (strict) and import-linter's dependency contracts
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
@@ -59,6 +59,13 @@ rules: $(STAMP) tools  ## alerting/thresholds.yaml -> alerting/generated/ (rules
 # fires at. Checked in too; the test suite fails when they are stale.
 dashboards: $(STAMP)  ## alerting/thresholds.yaml + dashboards/*.jsonnet -> dashboards/generated/ (Grafana JSON)
 	$(BIN)/wsmon dashboards build --thresholds alerting/thresholds.yaml --output dashboards/generated
+
+# The bundle copies the rules, the Alertmanager config and the dashboards, rendered from the same
+# thresholds file; checked in too, and the test suite fails when it is stale.
+deploy: $(STAMP) tools  ## alerting/ + dashboards/ + deploy/bundle.jsonnet -> deploy/ (Prometheus, Alertmanager, Grafana, systemd), checked
+	$(BIN)/wsmon deploy build --thresholds alerting/thresholds.yaml --output deploy
+	promtool check config deploy/prometheus/prometheus.yml
+	amtool check-config deploy/alertmanager/alertmanager.yml
 
 # The floors in pyproject.toml are claims: install the lowest versions they allow (uv's
 # lowest-direct resolution of the runtime dependencies and extras), then today's test tools held

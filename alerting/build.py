@@ -46,9 +46,10 @@ def _str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def to_yaml(document: Any) -> str:
+def to_yaml(document: Any, header: str = HEADER) -> str:
+    """`header` names the build that wrote the file (the deploy bundle's differs)."""
     # No line folding: a folded PromQL or template line is valid YAML but hard to read and diff.
-    return HEADER + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=1_000_000)
+    return header + yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=1_000_000)
 
 
 def catalogue() -> dict[str, Any]:
@@ -117,9 +118,11 @@ def render(
 
 
 def write(files: Mapping[str, str], directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
-        (directory / name).write_text(content, encoding="utf-8")
+        # A name may have folders (the deploy bundle's prometheus/, grafana/...).
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
 
 
 def stale(files: Mapping[str, str], directory: Path) -> list[str]:

@@ -81,5 +81,29 @@
       passwordFile: '/etc/alertmanager/smtp_password',
       requireTls: true,
     },
+
+    // What only the deploy bundle (deploy/, `wsmon deploy build`) reads: where each part listens
+    // and is installed. Every way the bundle starts Prometheus takes its retention from here.
+    deploy: {
+      ports: { wsmon: 8080, prometheus: 9090, alertmanager: 9093, grafana: 3000, smtpSink: 1025 },
+      host: 'localhost',
+      // The design card: Prometheus keeps 30 days of history.
+      retention: '30d',
+      scrapeInterval: '15s',
+      // wsmon serve's default drain_seconds (exporter/config.py; a test holds them equal): the
+      // systemd unit waits longer than that before it kills a draining server.
+      drainSeconds: 10,
+      paths: {
+        wsmon: '/usr/local/bin/wsmon',
+        wsmonConfig: '/etc/wsmon/wsmon.yaml',
+        prometheus: '/usr/bin/prometheus',
+        prometheusConfig: '/etc/prometheus/wsmon',
+        prometheusData: '/var/lib/prometheus/wsmon',
+        alertmanager: '/usr/bin/prometheus-alertmanager',
+        alertmanagerConfig: '/etc/prometheus/wsmon/alertmanager',
+        alertmanagerData: '/var/lib/prometheus/alertmanager-wsmon',
+        grafanaDashboards: '/var/lib/grafana/dashboards/wsmon',
+      },
+    },
   },
 }

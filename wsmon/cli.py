@@ -1,10 +1,10 @@
 """The root `wsmon` command. Its subcommands live with the part they drive and load on demand.
 
 `wsmon serve` (wsmon.exporter), `wsmon loadtest` (wsmon.loadgen), `wsmon rules` and `wsmon alerts`
-(wsmon.alerting), `wsmon dashboards` and `wsmon export` (wsmon.dashboards) are named here by import
-path, not imported: the core depends on none of them, `wsmon serve` never loads the Jsonnet
-build, and `wsmon --help` works on an install without the optional extras (it says which extra a
-command needs instead).
+(wsmon.alerting), `wsmon dashboards` and `wsmon export` (wsmon.dashboards) and `wsmon deploy`
+(wsmon.deploy) are named here by import path, not imported: the core depends on none of them,
+`wsmon serve` never loads the Jsonnet build, and `wsmon --help` works on an install without the
+optional extras (it says which extra a command needs instead).
 """
 
 from __future__ import annotations
@@ -49,6 +49,11 @@ SUBCOMMANDS: Final = {
     "dashboards": Subcommand(
         "wsmon.dashboards.cli:dashboards",
         "Build the Grafana dashboards from the Jsonnet and thresholds.yaml.",
+        "alerting",  # the same Jsonnet build as the rules
+    ),
+    "deploy": Subcommand(
+        "wsmon.deploy.cli:deploy",
+        "Build the deploy bundle: Prometheus, Alertmanager, Grafana provisioning, systemd units.",
         "alerting",  # the same Jsonnet build as the rules
     ),
     "export": Subcommand(

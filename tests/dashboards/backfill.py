@@ -281,14 +281,15 @@ def write(
     return Written(series, series * len(times))
 
 
-def create_blocks(source: Path, data: Path) -> None:
+def create_blocks(source: Path, data: Path, max_block_duration: str = MAX_BLOCK_DURATION) -> None:
     """`source` (OpenMetrics text from `write`) as TSDB blocks in `data`, for a Prometheus started
-    on it; `source` is removed once the blocks exist (a month of it is ~100 MB)."""
+    on it; `source` is removed once the blocks exist (a month of it is ~100 MB). Shorter blocks
+    (the retention test's) cost a pass over `source` each."""
     result = subprocess.run(
         [
             tool("promtool"),
             *("tsdb", "create-blocks-from", "openmetrics", "--quiet"),
-            f"--max-block-duration={MAX_BLOCK_DURATION}",
+            f"--max-block-duration={max_block_duration}",
             str(source),
             str(data),
         ],

@@ -1,0 +1,35 @@
+"""`wsmon deploy build`: the alerting mixin's config and bundle.jsonnet -> deploy/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import click
+
+from wsmon.alerting.cli import build_options, run_build
+
+from . import build
+
+DEFAULT_OUTPUT: Final = Path("deploy")
+
+
+@click.group()
+def deploy() -> None:
+    """Build the deploy bundle: Prometheus, Alertmanager, Grafana provisioning, systemd units."""
+
+
+@deploy.command("build")
+@build_options(DEFAULT_OUTPUT, "Directory of the bundle (prometheus/, grafana/, systemd/...).")
+def build_command(thresholds_file: Path, output: Path, check: bool) -> None:
+    """Generate the deploy bundle, with copies of the rules, Alertmanager config and dashboards.
+
+    Build it from the same thresholds file as `wsmon rules build` and `wsmon dashboards build`,
+    so the copies are the files those write. Ports, install paths and the 30-day retention are
+    the `deploy` section of alerting/config.libsonnet.
+
+    \b
+      wsmon deploy build
+      wsmon deploy build --check
+    """
+    run_build(build.render, thresholds_file, {}, output, check, "make deploy")

@@ -1,0 +1,152 @@
+"""The deploy bundle as checked in: reproducible, up to date, its copies the very files `make rules`
+and `make dashboards` write, and its parts agreeing with each other and with the config."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+from bundle import DEPLOY, config, exec_start, unit
+from click.testing import CliRunner
+from support.stack import REPO
+
+from wsmon.cli import main
+from wsmon.deploy import build
+from wsmon.exporter.config import Settings
+from wsmon.thresholds import DEFAULT_THRESHOLDS, load
+
+GENERATED_RULES = REPO / "alerting" / "generated"
+GENERATED_DASHBOARDS = REPO / "dashboards" / "generated"
+UNITS = DEPLOY / "systemd"
+
+
+def rendered() -> dict[str, str]:
+    return build.render(load(DEFAULT_THRESHOLDS))
+
+
+def test_the_build_is_reproducible_and_the_checked_in_bundle_is_up_to_date() -> None:
+    first = rendered()
+    assert first == rendered()
+    assert build.stale(first, DEPLOY) == [], "deploy/ is stale: run `make deploy`"
+
+
+def test_check_passes_on_the_bundle_and_fails_on_a_stale_copy(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(main, ["deploy", "build", "--check", "--output", str(DEPLOY)])
+    assert ok.exit_code == 0, ok.output
+    assert "up to date" in ok.output
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy)
+    edited = copy / "systemd" / "wsmon-prometheus.service"
+    edited.write_text(edited.read_text().replace("retention.time=30d", "retention.time=15d"))
+    (copy / "grafana" / "dashboards" / "wsmon-overview.json").unlink()
+    stale = runner.invoke(main, ["deploy", "build", "--check", "--output", str(copy)])
+    assert stale.exit_code == 1
+    assert "systemd/wsmon-prometheus.service" in stale.output
+    assert "grafana/dashboards/wsmon-overview.json" in stale.output
+    assert "make deploy" in stale.output
+    # Without --check it writes the bundle, subfolders included, and then it is up to date.
+    written = runner.invoke(main, ["deploy", "build", "--output", str(tmp_path / "new")])
+    assert written.exit_code == 0, written.output
+    assert build.stale(rendered(), tmp_path / "new") == []
+
+
+def test_copies_are_byte_for_byte_the_alerting_and_dashboards_builds() -> None:
+    pairs = {
+        DEPLOY / "prometheus" / "rules.yaml": GENERATED_RULES / "rules.yaml",
+        DEPLOY / "alertmanager" / "alertmanager.yml": GENERATED_RULES / "alertmanager.yml",
+        DEPLOY / "alertmanager" / "wsmon.tmpl": GENERATED_RULES / "wsmon.tmpl",
+    }
+    dashboards = sorted(p.name for p in GENERATED_DASHBOARDS.glob("*.json"))
+    assert dashboards, "no generated dashboards"
+    assert sorted(p.name for p in (DEPLOY / "grafana" / "dashboards").glob("*.json")) == dashboards
+    for name in dashboards:
+        pairs[DEPLOY / "grafana" / "dashboards" / name] = GENERATED_DASHBOARDS / name
+    for copy, source in pairs.items():
+        assert copy.read_bytes() == source.read_bytes(), f"{copy} differs from {source}"
+
+
+def test_prometheus_scrapes_the_job_the_rules_select_and_sends_to_alertmanager() -> None:
+    c = config()
+    d = c["deploy"]
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]
+    }
+    host = d["host"]
+    assert jobs == {
+        "wsmon": [f"{host}:{d['ports']['wsmon']}"],
+        "alertmanager": [f"{host}:{d['ports']['alertmanager']}"],
+        "prometheus": [f"{host}:{d['ports']['prometheus']}"],
+    }
+    assert c["wsmonSelector"] == 'job="wsmon"'
+    assert c["alertmanagerSelector"] == 'job="alertmanager"'
+    rules = (DEPLOY / "prometheus" / "rules.yaml").read_text()
+    assert 'up{job="wsmon"}' in rules, "instance_down reads another job than the bundle scrapes"
+    assert prometheus["global"]["scrape_interval"] == d["scrapeInterval"]
+    # Relative to prometheus.yml: the rules are found in the tree and where it is installed.
+    assert prometheus["rule_files"] == ["rules.yaml"]
+    (alertmanagers,) = prometheus["alerting"]["alertmanagers"]
+    am_target = f"{host}:{d['ports']['alertmanager']}"
+    assert alertmanagers["static_configs"] == [{"targets": [am_target]}]
+    # The dashboards' links to Alertmanager go where Prometheus sends the alerts.
+    assert c["alertmanagerUrl"] == f"http://{am_target}"
+
+
+def test_provisioning_names_the_datasource_uid_of_the_dashboards_and_their_folder() -> None:
+    c = config()
+    sources = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "wsmon.yaml").read_text()
+    )
+    by_type = {source["type"]: source for source in sources["datasources"]}
+    assert set(by_type) == {"prometheus", "alertmanager"}
+    uids = set()
+    for path in (DEPLOY / "grafana" / "dashboards").glob("*.json"):
+        variables = json.loads(path.read_text())["templating"]["list"]
+        (variable,) = [v for v in variables if v["name"] == "datasource"]
+        uids.add(variable["current"]["value"])
+    assert uids == {by_type["prometheus"]["uid"]} == {c["datasource"]}
+    assert by_type["prometheus"]["url"] == f"http://{c['deploy']['host']}:9090"
+    assert by_type["prometheus"]["jsonData"]["timeInterval"] == c["deploy"]["scrapeInterval"]
+    assert by_type["alertmanager"]["url"] == c["alertmanagerUrl"]
+    providers = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "dashboards" / "wsmon.yaml").read_text()
+    )
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == c["deploy"]["paths"]["grafanaDashboards"]
+
+
+def test_prometheus_unit_keeps_the_configured_retention() -> None:
+    c = config()
+    argv = exec_start(UNITS / "wsmon-prometheus.service")
+    assert argv[0] == c["deploy"]["paths"]["prometheus"]
+    assert c["deploy"]["retention"] == "30d"  # the design card's 30 days of history
+    assert f"--storage.tsdb.retention.time={c['deploy']['retention']}" in argv
+    assert f"--config.file={c['deploy']['paths']['prometheusConfig']}/prometheus.yml" in argv
+
+
+def test_wsmon_unit_outlasts_the_drain() -> None:
+    c = config()
+    drain = Settings().drain_seconds
+    assert c["deploy"]["drainSeconds"] == drain, "config.libsonnet's drainSeconds is not wsmon's"
+    service = unit(UNITS / "wsmon.service")["Service"]
+    timeout = service["TimeoutStopSec"]
+    assert timeout.endswith("s")
+    assert float(timeout.removesuffix("s")) > drain + 2
+    assert service["KillSignal"] == "SIGTERM"
+    assert service["Restart"] == "on-failure"
+    assert exec_start(UNITS / "wsmon.service") == [
+        c["deploy"]["paths"]["wsmon"],
+        "serve",
+        "--config",
+        c["deploy"]["paths"]["wsmonConfig"],
+    ]
+    alertmanager = exec_start(UNITS / "wsmon-alertmanager.service")
+    assert alertmanager[0] == c["deploy"]["paths"]["alertmanager"]
+    assert (
+        f"--config.file={c['deploy']['paths']['alertmanagerConfig']}/alertmanager.yml"
+        in alertmanager
+    )
