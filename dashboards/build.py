@@ -36,8 +36,14 @@ def render(
     thresholds: tuple[Threshold, ...], overrides: Mapping[str, Any] | None = None
 ) -> dict[str, str]:
     """File name (`<uid>.json`) -> content. `overrides` are deep-merged into the mixin's _config."""
-    rendered = {}
-    for source in sources():
-        dashboard = alerting.evaluate(source, (PACKAGE, alerting.PACKAGE), thresholds, overrides)
-        rendered[f"{dashboard['uid']}.json"] = to_json(dashboard)
-    return rendered
+    # Every dashboard in one evaluation, so the mixin's files are read and parsed once rather than
+    # once per dashboard: 1.6-1.8 s against 2.4-2.9 s for the six, measured side by side.
+    calls = ", ".join(
+        f"{json.dumps(name)}: (import {json.dumps(name)})(catalogue, thresholds, overrides)"
+        for name in sources()
+    )
+    entry = f"function(catalogue, thresholds, overrides={{}}) {{ {calls} }}"
+    dashboards = alerting.evaluate(
+        "dashboards.jsonnet", (PACKAGE, alerting.PACKAGE), thresholds, overrides, source=entry
+    )
+    return {f"{d['uid']}.json": to_json(d) for d in dashboards.values()}
