@@ -37,7 +37,8 @@ def render(
 ) -> dict[str, str]:
     """File name (`<uid>.json`) -> content. `overrides` are deep-merged into the mixin's _config."""
     # Every dashboard in one evaluation, so the mixin's files are read and parsed once rather than
-    # once per dashboard: 1.6-1.8 s against 2.4-2.9 s for the six, measured side by side.
+    # once per dashboard (about a third less time than six evaluations, timed side by side with
+    # time.perf_counter around render() and the per-file alerting.evaluate calls).
     calls = ", ".join(
         f"{json.dumps(name)}: (import {json.dumps(name)})(catalogue, thresholds, overrides)"
         for name in sources()
