@@ -79,9 +79,11 @@ def evaluate(
     thresholds: tuple[Threshold, ...],
     overrides: Mapping[str, Any] | None = None,
     source: str | None = None,
+    more: Mapping[str, Any] | None = None,
 ) -> Any:
     """Evaluate the entry point `name` (or `source`, a snippet called `name`) with the mixin's
-    arguments (catalogue, thresholds, overrides). It and its imports resolve among the packaged
+    arguments (catalogue, thresholds, overrides) and the entry point's own `more` (name -> JSON
+    value). It and its imports resolve among the packaged
     files of `packages`, first match first, so the build works wherever wsmon is installed and
     the dashboards (another package) import this mixin's config."""
 
@@ -96,7 +98,8 @@ def evaluate(
             "catalogue": json.dumps(catalogue()),
             "thresholds": json.dumps([t.to_json() for t in thresholds]),
             "overrides": json.dumps(dict(overrides or {})),
-        },
+        }
+        | {key: json.dumps(value) for key, value in (more or {}).items()},
     )
     return json.loads(evaluated)
 

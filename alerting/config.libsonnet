@@ -93,6 +93,12 @@
       // wsmon serve's default drain_seconds (exporter/config.py; a test holds them equal): the
       // systemd unit waits longer than that before it kills a draining server.
       drainSeconds: 10,
+      // The image the Dockerfile at the top of the repository builds (Compose, Kubernetes).
+      image: 'wsmon:latest',
+      // docker-compose.yml's own settings (deploy/compose.libsonnet).
+      compose: {},
+      // The Kubernetes manifests' own settings (deploy/kubernetes.libsonnet).
+      kubernetes: { namespace: 'monitoring' },
       paths: {
         wsmon: '/usr/local/bin/wsmon',
         wsmonConfig: '/etc/wsmon/wsmon.yaml',

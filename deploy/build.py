@@ -34,8 +34,13 @@ def render(
     thresholds: tuple[Threshold, ...], overrides: Mapping[str, Any] | None = None
 ) -> dict[str, str]:
     """Path under the bundle -> content. `overrides` are deep-merged into the mixin's _config."""
+    rendered_dashboards = dashboards.render(thresholds, overrides)
     documents: dict[str, Any] = alerting.evaluate(
-        "bundle.jsonnet", (PACKAGE, alerting.PACKAGE), thresholds, overrides
+        "bundle.jsonnet",
+        (PACKAGE, alerting.PACKAGE),
+        thresholds,
+        overrides,
+        more={"dashboards": rendered_dashboards},
     )
     files = {
         path: content if isinstance(content, str) else alerting.to_yaml(content, HEADER)
@@ -46,6 +51,6 @@ def render(
             files[RULES] = text
         elif name not in alerting.PROMETHEUS_FILES:  # Alertmanager's config and templates
             files[f"{ALERTMANAGER_DIR}/{name}"] = text
-    for name, text in dashboards.render(thresholds, overrides).items():
+    for name, text in rendered_dashboards.items():
         files[f"{DASHBOARDS_DIR}/{name}"] = text
     return files

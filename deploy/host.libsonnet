@@ -1,0 +1,95 @@
+// The bundle for one host: Prometheus' config, Grafana's provisioning, the systemd units and
+// wsmon's own settings file, every part on `deploy.host` at its port of `deploy.ports`.
+function(c)
+  local d = c.deploy;
+  local common = (import 'common.libsonnet')(c);
+  local address(part) = '%s:%d' % [d.host, d.ports[part]];
+  local url(part) = 'http://' + address(part);
+  // A systemd unit: sections in order, one Key=Value line per value (a list repeats the key).
+  local unit(sections) = common.header + std.join('\n', [
+    '[%s]\n' % s.name + std.join('', [
+      '%s=%s\n' % [key, value]
+      for key in std.objectFields(s.keys)
+      for value in (if std.isArray(s.keys[key]) then s.keys[key] else [s.keys[key]])
+    ])
+    for s in sections
+  ]);
+  // Flags one per line, so a diff shows the one that changed.
+  local exec(argv) = std.join(' \\\n    ', argv);
+  local install = { name: 'Install', keys: { WantedBy: 'multi-user.target' } };
+  {
+    'prometheus/prometheus.yml': common.prometheusConfig(address),
+    'grafana/provisioning/datasources/wsmon.yaml': common.datasources(url),
+    'grafana/provisioning/dashboards/wsmon.yaml': common.dashboardProvider(d.paths.grafanaDashboards),
+    // The file the unit's --config names. Only what an installed server changes from `wsmon
+    // serve`'s defaults; every other key is listed by `wsmon serve --help`.
+    'wsmon/wsmon.yaml': common.header + |||
+      # wsmon serve's settings (flags and WSMON_* variables override them).
+      # Clients connect from other machines: listen on every address, not only loopback.
+      host: 0.0.0.0
+      # Prometheus scrapes /metrics here (deploy/prometheus/prometheus.yml).
+      port: %(port)d
+      # SIGTERM drains for this long; the unit's TimeoutStopSec waits longer.
+      drain_seconds: %(drain)d
+    ||| % { port: d.ports.wsmon, drain: d.drainSeconds },
+    'systemd/wsmon.service': unit([
+      {
+        name: 'Unit',
+        keys: {
+          Description: 'wsmon WebSocket server (readiness: GET /readyz, liveness: GET /healthz)',
+          After: 'network-online.target',
+          Wants: 'network-online.target',
+        },
+      },
+      {
+        name: 'Service',
+        keys: {
+          ExecStart: exec([d.paths.wsmon + ' serve', '--config ' + d.paths.wsmonConfig]),
+          // SIGTERM starts the drain; systemd must not SIGKILL before it ends: 5 s beyond it,
+          // more than the 2 s the workers take to exit once it is over.
+          KillSignal: 'SIGTERM',
+          TimeoutStopSec: '%ds' % (d.drainSeconds + 5),
+          Restart: 'on-failure',
+          DynamicUser: 'yes',
+        },
+      },
+      install,
+    ]),
+    'systemd/wsmon-prometheus.service': unit([
+      {
+        name: 'Unit',
+        keys: { Description: 'Prometheus for wsmon (%s of history)' % d.retention, After: 'network-online.target' },
+      },
+      {
+        name: 'Service',
+        keys: {
+          ExecStart: exec([d.paths.prometheus] + common.prometheusFlags(
+            d.paths.prometheusConfig, d.paths.prometheusData, address('prometheus')
+          )),
+          // SIGHUP reloads prometheus.yml and the rules without losing the head block.
+          ExecReload: '/bin/kill -HUP $MAINPID',
+          User: 'prometheus',
+          Restart: 'on-failure',
+        },
+      },
+      install,
+    ]),
+    'systemd/wsmon-alertmanager.service': unit([
+      {
+        name: 'Unit',
+        keys: { Description: 'Alertmanager for wsmon', After: 'network-online.target' },
+      },
+      {
+        name: 'Service',
+        keys: {
+          ExecStart: exec([d.paths.alertmanager] + common.alertmanagerFlags(
+            d.paths.alertmanagerConfig, d.paths.alertmanagerData, address('alertmanager')
+          )),
+          ExecReload: '/bin/kill -HUP $MAINPID',
+          User: 'prometheus',
+          Restart: 'on-failure',
+        },
+      },
+      install,
+    ]),
+  }

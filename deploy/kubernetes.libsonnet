@@ -1,0 +1,2 @@
+// The Kubernetes manifests (issue 10; being written).
+function(mixin, dashboards) {}
