@@ -11,7 +11,7 @@ PORT ?= 8080
 DEBIAN_TOOLS := prometheus prometheus-alertmanager chromium
 TOOL_BINARIES := promtool prometheus prometheus-alertmanager amtool chromium
 
-.PHONY: run test test-oldest lint tools venv clean help bench loadtest rules dashboards deploy
+.PHONY: run test test-oldest lint tools venv clean help bench loadtest rules dashboards deploy stack stack-stop
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,13 @@ deploy: $(STAMP) tools  ## alerting/ + dashboards/ + deploy/bundle.jsonnet -> de
 	promtool check config deploy/prometheus/prometheus.yml
 	amtool check-config deploy/alertmanager/alertmanager.yml
 
+# The bundle on this machine, on 127.0.0.1: state (Prometheus' 30 days, logs, mails) in .stack/.
+stack: $(STAMP) tools  ## start wsmon, Prometheus (30 d), Alertmanager, a mail sink (and grafana-server if installed); prints the URLs
+	$(BIN)/wsmon stack start --state-dir .stack $(ARGS)
+
+stack-stop: $(STAMP)  ## stop exactly the processes `make stack` started
+	$(BIN)/wsmon stack stop --state-dir .stack
+
 # The floors in pyproject.toml are claims: install the lowest versions they allow (uv's
 # lowest-direct resolution of the runtime dependencies and extras), then today's test tools held
 # to those pins, and run the unit tests there.
@@ -74,11 +81,11 @@ OLDEST := .venv-oldest
 test-oldest: $(STAMP)  ## unit tests on the lowest dependency versions pyproject.toml allows
 	rm -rf $(OLDEST) && $(BIN)/uv venv --quiet --python $(PYTHON) $(OLDEST)
 	$(BIN)/uv pip compile --quiet --resolution lowest-direct --python $(OLDEST)/bin/python \
-	  --extra loadtest --extra alerting --output-file $(OLDEST)/pins.txt pyproject.toml
+	  --extra loadtest --extra alerting --extra stack --output-file $(OLDEST)/pins.txt pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(OLDEST)/bin/python -r $(OLDEST)/pins.txt
 	$(BIN)/uv pip install --quiet --python $(OLDEST)/bin/python --no-deps -e .
 	$(BIN)/uv pip install --quiet --python $(OLDEST)/bin/python -c $(OLDEST)/pins.txt \
-	  pytest pytest-aiohttp pytest-timeout aiosmtpd
+	  pytest pytest-aiohttp pytest-timeout kubernetes-validate check-jsonschema
 	@echo "lowest allowed: $$(grep -v '^ *#' $(OLDEST)/pins.txt | tr '\n' ' ')"
 	$(OLDEST)/bin/python -P -m pytest -q -m "not integration"
 

@@ -63,6 +63,16 @@ def url_option(flag: str, help_text: str) -> Callable[[Callable[..., None]], Cal
     return click.option(flag, metavar="URL", callback=base_url, help=help_text)
 
 
+thresholds_option: Final = click.option(
+    "--thresholds",
+    "thresholds_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_THRESHOLDS,
+    show_default=True,
+    help="The thresholds file: what the alerts fire at.",
+)
+
+
 def build_options(
     output: Path, output_help: str
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -71,14 +81,7 @@ def build_options(
     def apply(command: Callable[..., None]) -> Callable[..., None]:
         for option in reversed(
             (
-                click.option(
-                    "--thresholds",
-                    "thresholds_file",
-                    type=click.Path(path_type=Path, dir_okay=False),
-                    default=DEFAULT_THRESHOLDS,
-                    show_default=True,
-                    help="The thresholds file: what the alerts fire at.",
-                ),
+                thresholds_option,
                 click.option(
                     "--output",
                     type=click.Path(path_type=Path, file_okay=False),

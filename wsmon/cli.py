@@ -56,6 +56,11 @@ SUBCOMMANDS: Final = {
         "Build the deploy bundle: Prometheus, Alertmanager, Grafana provisioning, systemd units.",
         "alerting",  # the same Jsonnet build as the rules
     ),
+    "stack": Subcommand(
+        "wsmon.deploy.stack_cli:stack_group",
+        "Run the deploy bundle on this machine (wsmon, Prometheus, Alertmanager, a mail sink).",
+        "stack",  # the bundle's Jsonnet build and aiosmtpd's mail sink
+    ),
     "export": Subcommand(
         "wsmon.dashboards.export:export_command",
         "Export the Historical dashboard's series from Prometheus as CSV or JSON.",

@@ -11,7 +11,11 @@ import importlib.util
 from typing import Final
 
 # The modules each extra installs.
-EXTRA_MODULES: Final = {"loadtest": ("websockets", "hdrh"), "alerting": ("_jsonnet",)}
+EXTRA_MODULES: Final = {
+    "loadtest": ("websockets", "hdrh"),
+    "alerting": ("_jsonnet",),
+    "stack": ("_jsonnet", "aiosmtpd"),
+}
 
 
 def missing_module(extra: str) -> str | None:

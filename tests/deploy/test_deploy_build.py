@@ -15,7 +15,7 @@ from support.stack import REPO
 
 from wsmon.cli import main
 from wsmon.deploy import build
-from wsmon.exporter.config import Settings
+from wsmon.exporter.config import Settings, read_file
 from wsmon.thresholds import DEFAULT_THRESHOLDS, load
 
 GENERATED_RULES = REPO / "alerting" / "generated"
@@ -150,3 +150,15 @@ def test_wsmon_unit_outlasts_the_drain() -> None:
         f"--config.file={c['deploy']['paths']['alertmanagerConfig']}/alertmanager.yml"
         in alertmanager
     )
+
+
+def test_the_settings_file_is_one_wsmon_serve_reads_with_the_bundles_port_and_drain() -> None:
+    c = config()
+    settings = read_file(DEPLOY / "wsmon" / "wsmon.yaml")
+    assert settings == {
+        "host": "0.0.0.0",
+        "port": c["deploy"]["ports"]["wsmon"],
+        "drain_seconds": c["deploy"]["drainSeconds"],
+    }
+    # Where the unit's --config looks: the test above reads ExecStart.
+    assert c["deploy"]["paths"]["wsmonConfig"] == "/etc/wsmon/wsmon.yaml"
