@@ -62,7 +62,7 @@ dashboards: $(STAMP)  ## alerting/thresholds.yaml + dashboards/*.jsonnet -> dash
 
 # The bundle copies the rules, the Alertmanager config and the dashboards, rendered from the same
 # thresholds file; checked in too, and the test suite fails when it is stale.
-deploy: $(STAMP) tools  ## alerting/ + dashboards/ + deploy/bundle.jsonnet -> deploy/ (Prometheus, Alertmanager, Grafana, systemd), checked
+deploy: $(STAMP) tools  ## alerting/ + dashboards/ + deploy/bundle.jsonnet -> deploy/ (Prometheus, Alertmanager, Grafana, systemd, Compose, Kubernetes), checked
 	$(BIN)/wsmon deploy build --thresholds alerting/thresholds.yaml --output deploy
 	promtool check config deploy/prometheus/prometheus.yml
 	amtool check-config deploy/alertmanager/alertmanager.yml

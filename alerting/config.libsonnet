@@ -93,12 +93,51 @@
       // wsmon serve's default drain_seconds (exporter/config.py; a test holds them equal): the
       // systemd unit waits longer than that before it kills a draining server.
       drainSeconds: 10,
-      // The image the Dockerfile at the top of the repository builds (Compose, Kubernetes).
+      // The image the Dockerfile at the top of the repository builds (Compose, Kubernetes), and
+      // the numeric uid its USER runs as (a test holds the Dockerfile to it).
       image: 'wsmon:latest',
+      imageUid: 10001,
       // docker-compose.yml's own settings (deploy/compose.libsonnet).
-      compose: {},
+      compose: {
+        // Pinned, so `up` runs what was checked: Prometheus and Alertmanager are the releases
+        // whose promtool and amtool check this bundle (Debian's, as the systemd units run).
+        images: {
+          prometheus: 'prom/prometheus:v2.42.0',
+          alertmanager: 'prom/alertmanager:v0.25.0',
+          grafana: 'grafana/grafana:11.6.1',
+          mailpit: 'axllent/mailpit:v1.21.8',
+        },
+        // The host address every published port binds: loopback, since Prometheus, Alertmanager
+        // and Mailpit have no login and Grafana starts as admin/admin. Widen it on purpose.
+        publishAddress: '127.0.0.1',
+        // The mail catcher Compose's Alertmanager sends to: it takes SMTP on one port and shows
+        // what it caught in a web UI on the other.
+        // SMTP on the bundle's smtpSink port (the one `make stack`'s sink takes too).
+        mailpit: { web: 8025 },
+      },
       // The Kubernetes manifests' own settings (deploy/kubernetes.libsonnet).
-      kubernetes: { namespace: 'monitoring' },
+      kubernetes: {
+        namespace: 'monitoring',
+        // Worker processes of the one pod, and the CPUs it requests: one each. Set, not counted:
+        // a pod's CPU quota leaves every CPU of the node in its affinity mask.
+        workers: 2,
+        // 15.6 KiB per idle connection (README) times 10,000 per worker, plus the interpreters.
+        memoryRequest: '512Mi',
+        memoryLimit: '1Gi',
+        // How long a terminating pod keeps serving, ready, while its endpoint leaves the Service.
+        preStopSeconds: 5,
+        // Labels the operator's Prometheus selects ServiceMonitors and PrometheusRules by (its
+        // serviceMonitorSelector and ruleSelector; kube-prometheus-stack wants `release`).
+        operatorLabels: {},
+        // The operator's Alertmanager resource: it reads the Secret alertmanager-<name>.
+        alertmanagerName: 'wsmon',
+        // The Services the operator creates for its Prometheus and Alertmanager, for Grafana.
+        prometheusUrl: 'http://prometheus-operated:9090',
+        alertmanagerUrl: 'http://alertmanager-operated:9093',
+        // What the grafana Helm chart's sidecars look for by default.
+        dashboardLabel: { grafana_dashboard: '1' },
+        datasourceLabel: { grafana_datasource: '1' },
+      },
       paths: {
         wsmon: '/usr/local/bin/wsmon',
         wsmonConfig: '/etc/wsmon/wsmon.yaml',

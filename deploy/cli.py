@@ -16,11 +16,11 @@ DEFAULT_OUTPUT: Final = Path("deploy")
 
 @click.group()
 def deploy() -> None:
-    """Build the deploy bundle: Prometheus, Alertmanager, Grafana provisioning, systemd units."""
+    """Build the deploy bundle: Prometheus, Alertmanager, Grafana, systemd, Compose, Kubernetes."""
 
 
 @deploy.command("build")
-@build_options(DEFAULT_OUTPUT, "Directory of the bundle (prometheus/, grafana/, systemd/...).")
+@build_options(DEFAULT_OUTPUT, "Directory of the bundle (prometheus/, systemd/, kubernetes/...).")
 def build_command(thresholds_file: Path, output: Path, check: bool) -> None:
     """Generate the deploy bundle, with copies of the rules, Alertmanager config and dashboards.
 

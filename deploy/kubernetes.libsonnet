@@ -1,2 +1,180 @@
-// The Kubernetes manifests (issue 10; being written).
-function(mixin, dashboards) {}
+// The bundle for Kubernetes with the Prometheus Operator and Grafana's sidecars: wsmon's
+// Deployment and Service, the ServiceMonitor and PrometheusRule the operator turns into scrape
+// config and rules, Alertmanager's config Secret, Grafana's datasources and one ConfigMap per
+// dashboard, and the kustomization.yaml that applies them all (`kubectl apply -k`).
+// `mixin` is the configured mixin; `dashboards` the dashboards build's output (name -> JSON).
+function(mixin, dashboards)
+  local c = mixin._config;
+  local d = c.deploy;
+  local k = d.kubernetes;
+  local common = (import 'common.libsonnet')(c);
+  // The operator names a target's job after its Service: the job the rules and dashboards select.
+  local name = common.job(c.wsmonSelector);
+  local port = 'http';
+  local labels(component) = {
+    'app.kubernetes.io/name': name,
+    'app.kubernetes.io/component': component,
+    'app.kubernetes.io/part-of': 'wsmon',
+  };
+  local metadata(objectName, component, more={}) = {
+    name: objectName,
+    namespace: k.namespace,
+    labels: labels(component) + more,
+  };
+  local stem(file) = std.strReplace(file, '.json', '');
+  local basename(path) = std.splitLimitR(path, '/', 1)[1];
+  // Where the operator mounts every key of the Alertmanager's config Secret. It runs
+  // Alertmanager on a copy of the config in another folder (config_out/), so the config names
+  // the templates and the SMTP password file here by absolute path. The mixin re-renders the
+  // config with them, as it would with any other override.
+  local alertmanagerDir = '/etc/alertmanager/config';
+  local alertmanagerConfig = (mixin + {
+    _config+:: {
+      alertmanager+: { templateFile: alertmanagerDir + '/' + c.alertmanager.templateFile },
+      smtp+: { passwordFile: alertmanagerDir + '/' + basename(c.smtp.passwordFile) },
+    },
+  }).alertmanagerConfig;
+  // A file inside a ConfigMap or Secret: its keys unquoted, as people write them.
+  local yamlText(document) = std.manifestYamlDoc(document, quote_keys=false) + '\n';
+  local manifests = {
+    'deployment.yaml': {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: metadata(name, 'server'),
+      spec: {
+        // One server: the workers of a pod relay chat, rooms and broadcasts through their
+        // supervisor, and nothing relays between pods. More CPUs are more workers.
+        replicas: 1,
+        selector: { matchLabels: labels('server') },
+        // The new pod is ready before the old one drains: clients closed with 1001 reconnect
+        // to it.
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+        template: {
+          metadata: { labels: labels('server') },
+          spec: {
+            // Deletion removes the endpoint and starts preStop at once: the pod keeps serving for
+            // preStopSeconds while kube-proxy stops sending it connections, then SIGTERM drains
+            // for drainSeconds. The kubelet SIGKILLs at the grace period, counted from the
+            // start of preStop: 5 s beyond both, more than the 2 s the workers take to exit.
+            terminationGracePeriodSeconds: k.preStopSeconds + d.drainSeconds + 5,
+            // The variables of a Service named wsmon (WSMON_PORT=tcp://…) are no settings.
+            enableServiceLinks: false,
+            securityContext: {
+              // Numeric, so the kubelet can check runAsNonRoot whatever user the image names.
+              runAsUser: d.imageUid,
+              runAsGroup: d.imageUid,
+              runAsNonRoot: true,
+              seccompProfile: { type: 'RuntimeDefault' },
+            },
+            containers: [{
+              name: name,
+              image: d.image,
+              // The image's entrypoint is `wsmon` (the Dockerfile). Flags, not WSMON_*
+              // variables: they win over anything the image or a ConfigMap sets.
+              args: [
+                'serve',
+                '--host=0.0.0.0',
+                '--port=%d' % d.ports.wsmon,
+                '--workers=%d' % k.workers,
+                '--drain-seconds=%d' % d.drainSeconds,
+              ],
+              ports: [{ name: port, containerPort: d.ports.wsmon, protocol: 'TCP' }],
+              // 503 while draining or with every worker full: the Service stops sending the pod
+              // new clients at once, and liveness (/healthz) does not restart a full pod.
+              readinessProbe: {
+                httpGet: { path: '/readyz', port: port },
+                periodSeconds: 5,
+                failureThreshold: 1,
+              },
+              livenessProbe: {
+                httpGet: { path: '/healthz', port: port },
+                periodSeconds: 10,
+                timeoutSeconds: 3,
+                failureThreshold: 3,
+              },
+              // The kubelet's own sleep (Kubernetes 1.30+): the image needs no sleep binary.
+              lifecycle: { preStop: { sleep: { seconds: k.preStopSeconds } } },
+              // No CPU limit: throttling would show as latency in the very p99 the alerts watch.
+              resources: {
+                requests: { cpu: std.toString(k.workers), memory: k.memoryRequest },
+                limits: { memory: k.memoryLimit },
+              },
+              // The server writes no file: its processes talk over inherited socketpairs, which
+              // have no path, so the root can be read-only with no volume for them.
+              securityContext: {
+                readOnlyRootFilesystem: true,
+                allowPrivilegeEscalation: false,
+                capabilities: { drop: ['ALL'] },
+              },
+            }],
+          },
+        },
+      },
+    },
+    'service.yaml': {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: metadata(name, 'server'),
+      spec: {
+        selector: labels('server'),
+        ports: [{ name: port, port: d.ports.wsmon, targetPort: port, protocol: 'TCP' }],
+      },
+    },
+    'servicemonitor.yaml': {
+      apiVersion: 'monitoring.coreos.com/v1',
+      kind: 'ServiceMonitor',
+      metadata: metadata(name, 'server', k.operatorLabels),
+      spec: {
+        // No jobLabel: the job is the Service's name.
+        selector: { matchLabels: labels('server') },
+        endpoints: [{ port: port, path: '/metrics', interval: d.scrapeInterval }],
+      },
+    },
+    'prometheusrule.yaml': {
+      apiVersion: 'monitoring.coreos.com/v1',
+      kind: 'PrometheusRule',
+      metadata: metadata(name, 'rules', k.operatorLabels),
+      // rules.yaml's groups (main.jsonnet); the test holds them equal to the file.
+      spec: { groups: mixin.prometheusRules.groups + mixin.prometheusAlerts.groups },
+    },
+    'alertmanager-secret.yaml': {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      // The name and key the operator's Alertmanager reads its config from; its other keys
+      // are the templates, beside it in alertmanagerDir.
+      metadata: metadata('alertmanager-' + k.alertmanagerName, 'alertmanager'),
+      type: 'Opaque',
+      // SMTP placeholders, as in alertmanager/alertmanager.yml: the README replaces the Secret.
+      stringData: { 'alertmanager.yaml': yamlText(alertmanagerConfig) } + mixin.alertmanagerTemplates,
+    },
+    'grafana-datasources.yaml': {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      local sources = common.datasources(function(part) k[part + 'Url']),
+      metadata: metadata('wsmon-grafana-datasources', 'grafana', k.datasourceLabel),
+      data: {
+        // Not the default: Grafana refuses a second default, and the cluster's may have one.
+        'wsmon.yaml': yamlText(sources { datasources: [s { isDefault: false } for s in super.datasources] }),
+      },
+    },
+  } + {
+    ['dashboards/%s.yaml' % stem(file)]: {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: metadata(stem(file) + '-dashboard', 'grafana', k.dashboardLabel),
+      // The sidecar writes each key as a file for Grafana: the JSON text of dashboards/generated/.
+      data: { [file]: dashboards[file] },
+    }
+    for file in std.objectFields(dashboards)
+  };
+  // Paths relative to kustomization.yaml, which sits beside them.
+  local kustomization = {
+    apiVersion: 'kustomize.config.k8s.io/v1beta1',
+    kind: 'Kustomization',
+    namespace: k.namespace,
+    resources: std.objectFields(manifests),
+  };
+  {
+    ['kubernetes/' + path]: manifests[path]
+    for path in std.objectFields(manifests)
+  } + { 'kubernetes/kustomization.yaml': kustomization }

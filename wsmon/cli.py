@@ -53,7 +53,7 @@ SUBCOMMANDS: Final = {
     ),
     "deploy": Subcommand(
         "wsmon.deploy.cli:deploy",
-        "Build the deploy bundle: Prometheus, Alertmanager, Grafana provisioning, systemd units.",
+        "Build the deploy bundle: Prometheus, Alertmanager, Grafana, systemd, Compose, Kubernetes.",
         "alerting",  # the same Jsonnet build as the rules
     ),
     "stack": Subcommand(

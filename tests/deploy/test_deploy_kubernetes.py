@@ -1,0 +1,274 @@
+"""The Kubernetes flavour of the bundle (deploy/kubernetes/), as checked in: the built-in kinds
+valid in the API's own schemas, the Prometheus Operator's kinds holding what the operator reads,
+and every part agreeing with the others, with the config and with the other flavours' files.
+
+No cluster and no kubectl here: the schemas ship inside kubernetes_validate, so all but the last
+test run in process (about 1 s in all); the last runs amtool, as test_deploy_tools does."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from bundle import DEPLOY, config
+from support.stack import REPO, tool
+
+from wsmon.exporter.config import Settings
+
+KUBERNETES = DEPLOY / "kubernetes"
+GENERATED_DASHBOARDS = REPO / "dashboards" / "generated"
+# The oldest release the manifests are for: preStop's `sleep` action is on by default from 1.30
+# (and in the schema, as an alpha field, a release before, which is why the floor is stated).
+OLDEST = "1.30"
+BUILT_IN = ("Deployment", "Service", "ConfigMap", "Secret")
+# Where the operator mounts the keys of the Alertmanager config Secret.
+ALERTMANAGER_DIR = "/etc/alertmanager/config"
+# A ConfigMap's data may not exceed 1 MiB; `kubectl apply` (client side) also copies the object
+# into an annotation, and all of an object's annotations may not exceed 256 KiB.
+CONFIGMAP_LIMIT = 1024 * 1024
+ANNOTATIONS_LIMIT = 256 * 1024
+
+Manifest = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def c() -> dict[str, Any]:
+    """The configured _config, evaluated once: each evaluation of the mixin costs 0.2 s."""
+    return config()
+
+
+@pytest.fixture(scope="module")
+def manifests() -> dict[str, Manifest]:
+    """Path relative to deploy/kubernetes/ -> the parsed manifest, kustomization.yaml apart."""
+    return {
+        path.relative_to(KUBERNETES).as_posix(): yaml.safe_load(path.read_text())
+        for path in sorted(KUBERNETES.rglob("*.yaml"))
+        if path.name != "kustomization.yaml"
+    }
+
+
+def one(manifests: dict[str, Manifest], kind: str) -> Manifest:
+    (found,) = [m for m in manifests.values() if m["kind"] == kind]
+    return found
+
+
+def container(manifests: dict[str, Manifest]) -> Manifest:
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    containers: list[Manifest] = pod["containers"]
+    (wsmon,) = containers
+    return wsmon
+
+
+def test_the_kustomization_lists_exactly_the_manifests_all_in_the_namespace(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    k = c["deploy"]["kubernetes"]
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Kustomization"
+    assert kustomization["namespace"] == k["namespace"]
+    present = [p.relative_to(KUBERNETES).as_posix() for p in KUBERNETES.rglob("*") if p.is_file()]
+    assert sorted([*kustomization["resources"], "kustomization.yaml"]) == sorted(present)
+    for path, manifest in manifests.items():
+        assert manifest["metadata"]["namespace"] == k["namespace"], path
+        assert manifest["metadata"]["labels"]["app.kubernetes.io/part-of"] == "wsmon", path
+
+
+@pytest.mark.parametrize("version", [OLDEST, kubernetes_validate.latest_version()])
+def test_built_in_kinds_are_valid_in_the_strict_schemas(
+    manifests: dict[str, Manifest], version: str
+) -> None:
+    kinds = set()
+    for path, manifest in manifests.items():
+        if manifest["kind"] in BUILT_IN:
+            kubernetes_validate.validate(manifest, version, strict=True)
+            kinds.add(manifest["kind"])
+        else:
+            assert manifest["apiVersion"] == "monitoring.coreos.com/v1", path
+    assert kinds == set(BUILT_IN)
+
+
+@pytest.mark.parametrize(
+    ("where", "field", "misspelt"),
+    [
+        (("spec", "template", "spec", "containers", 0), "readinessProbe", "readinessprobe"),
+        (("spec", "template", "spec"), "terminationGracePeriodSeconds", "terminationGracePeriod"),
+    ],
+)
+def test_strict_validation_rejects_a_misspelt_field(
+    manifests: dict[str, Manifest], where: tuple[str | int, ...], field: str, misspelt: str
+) -> None:
+    """What the test above proves: a field the API does not know fails it, not only a bad type."""
+    broken = copy.deepcopy(one(manifests, "Deployment"))
+    parent: Any = broken  # a dict or a list, as `where` goes down
+    for key in where:
+        parent = parent[key]
+    parent[misspelt] = parent.pop(field)
+    with pytest.raises(kubernetes_validate.ValidationError, match=misspelt):
+        kubernetes_validate.validate(broken, OLDEST, strict=True)
+
+
+def test_deployment_and_service_agree_on_the_port_and_the_probes(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    d = c["deploy"]
+    deployment, service = one(manifests, "Deployment"), one(manifests, "Service")
+    wsmon = container(manifests)
+    assert wsmon["image"] == d["image"]
+    assert wsmon["args"][0] == "serve"
+    assert {"--host=0.0.0.0", f"--port={d['ports']['wsmon']}"} <= set(wsmon["args"])
+    ports = {p["name"]: p["containerPort"] for p in wsmon["ports"]}
+    (service_port,) = service["spec"]["ports"]
+    assert ports[service_port["targetPort"]] == service_port["port"] == d["ports"]["wsmon"]
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = wsmon[probe]["httpGet"]
+        assert get["path"] == path
+        assert ports[get["port"]] == d["ports"]["wsmon"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_the_grace_period_outlasts_pre_stop_and_the_drain(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    d = c["deploy"]
+    drain = Settings().drain_seconds
+    assert d["drainSeconds"] == drain, "config.libsonnet's drainSeconds is not wsmon's"
+    wsmon = container(manifests)
+    assert f"--drain-seconds={d['drainSeconds']}" in wsmon["args"]
+    pre_stop = wsmon["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop == d["kubernetes"]["preStopSeconds"] > 0
+    grace = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    # The workers take up to 2 s to exit once the drain is over (as for the systemd unit).
+    assert grace["terminationGracePeriodSeconds"] > pre_stop + drain + 2
+
+
+def test_the_pod_runs_unprivileged_on_a_read_only_root(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    wsmon = container(manifests)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    # The Dockerfile's USER (test_deploy_compose holds it to imageUid): not root.
+    assert pod["securityContext"]["runAsUser"] == c["deploy"]["imageUid"] != 0
+    assert wsmon["securityContext"]["readOnlyRootFilesystem"] is True
+    assert wsmon["securityContext"]["allowPrivilegeEscalation"] is False
+    assert wsmon["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    # Service links would be WSMON_* variables of a Service named wsmon.
+    assert pod["enableServiceLinks"] is False
+    workers = c["deploy"]["kubernetes"]["workers"]
+    assert f"--workers={workers}" in wsmon["args"]
+    assert wsmon["resources"]["requests"]["cpu"] == str(workers)
+
+
+def test_the_service_monitor_scrapes_the_service_as_the_job_the_rules_select(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    k = c["deploy"]["kubernetes"]
+    monitor, service = one(manifests, "ServiceMonitor"), one(manifests, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"].items() >= k["operatorLabels"].items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["interval"] == c["deploy"]["scrapeInterval"]
+    # The operator names the job after the Service unless jobLabel or a relabeling says otherwise.
+    assert "jobLabel" not in monitor["spec"]
+    assert "relabelings" not in endpoint
+    assert c["wsmonSelector"] == f'job="{service["metadata"]["name"]}"' == 'job="wsmon"'
+
+
+def test_the_prometheus_rule_holds_the_groups_of_rules_yaml(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    rule = one(manifests, "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    labels = c["deploy"]["kubernetes"]["operatorLabels"]
+    assert rule["metadata"]["labels"].items() >= labels.items()
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules.yaml").read_text())
+    assert rule["spec"]["groups"] == rules["groups"]
+    assert rules["groups"], "no rule groups"
+
+
+def test_each_dashboard_is_a_configmap_of_its_very_bytes_for_grafana_s_sidecar(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    label = c["deploy"]["kubernetes"]["dashboardLabel"]
+    expected = {p.name: p.read_bytes() for p in sorted(GENERATED_DASHBOARDS.glob("*.json"))}
+    assert expected, "no generated dashboards"
+    found = {}
+    for path, manifest in manifests.items():
+        if not path.startswith("dashboards/"):
+            continue
+        assert manifest["kind"] == "ConfigMap"
+        assert manifest["metadata"]["labels"].items() >= label.items()
+        ((name, text),) = manifest["data"].items()
+        found[name] = text.encode()
+        assert len(found[name]) < CONFIGMAP_LIMIT, name
+        assert len((KUBERNETES / path).read_bytes()) < ANNOTATIONS_LIMIT, path
+    assert found == expected
+
+
+def test_grafana_s_datasources_have_the_dashboards_uid_and_the_operator_s_services(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    k = c["deploy"]["kubernetes"]
+    (configmap,) = [m for p, m in manifests.items() if p == "grafana-datasources.yaml"]
+    assert configmap["metadata"]["labels"].items() >= k["datasourceLabel"].items()
+    ((_, text),) = configmap["data"].items()
+    sources = {s["type"]: s for s in yaml.safe_load(text)["datasources"]}
+    assert sources["prometheus"]["uid"] == c["datasource"]
+    assert sources["prometheus"]["url"] == k["prometheusUrl"]
+    assert sources["alertmanager"]["url"] == k["alertmanagerUrl"]
+    assert not any(s["isDefault"] for s in sources.values())
+
+
+def test_the_alertmanager_secret_is_the_bundle_s_config_where_the_operator_reads_it(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    """The config of deploy/alertmanager/, with its files (templates, SMTP password) found in the
+    folder the operator mounts the Secret at: it runs Alertmanager on a copy in another folder,
+    where a relative path would find nothing."""
+    k = c["deploy"]["kubernetes"]
+    secret = one(manifests, "Secret")
+    assert secret["metadata"]["name"] == f"alertmanager-{k['alertmanagerName']}"
+    data = secret["stringData"]
+    expected = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    expected["templates"] = [f"{ALERTMANAGER_DIR}/{t}" for t in expected["templates"]]
+    for receiver in expected["receivers"]:
+        for email in receiver["email_configs"]:
+            name = Path(email["auth_password_file"]).name
+            email["auth_password_file"] = f"{ALERTMANAGER_DIR}/{name}"
+    assert yaml.safe_load(data["alertmanager.yaml"]) == expected
+    templates = sorted(p.name for p in (DEPLOY / "alertmanager").glob("*.tmpl"))
+    assert sorted(data) == sorted(["alertmanager.yaml", *templates])
+    for name in templates:
+        assert data[name] == (DEPLOY / "alertmanager" / name).read_text()
+
+
+@pytest.mark.integration
+def test_amtool_checks_the_secret_s_config_with_its_files_where_the_operator_mounts_them(
+    manifests: dict[str, Manifest], tmp_path: Path
+) -> None:
+    """The Secret's keys as files, as the operator mounts them, in tmp_path instead of
+    /etc/alertmanager/config: amtool loads the template (and would fail a bad one)."""
+    for name, text in one(manifests, "Secret")["stringData"].items():
+        (tmp_path / name).write_text(text.replace(ALERTMANAGER_DIR, str(tmp_path)))
+    (tmp_path / "smtp_password").write_text("a placeholder\n")
+    result = subprocess.run(
+        [tool("amtool"), "check-config", str(tmp_path / "alertmanager.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 templates" in result.stdout
