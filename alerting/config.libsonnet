@@ -93,6 +93,10 @@
       // wsmon serve's default drain_seconds (exporter/config.py; a test holds them equal): the
       // systemd unit waits longer than that before it kills a draining server.
       drainSeconds: 10,
+      // Prometheus' job that scrapes wsmon's /probe, once per module (wsmon.catalogue's
+      // PROBE_MODULES; a test holds them equal).
+      probeJob: 'wsmon-probe',
+      probeModules: ['server', 'pool', 'echo'],
       // The image the Dockerfile at the top of the repository builds (Compose, Kubernetes), and
       // the numeric uid its USER runs as (a test holds the Dockerfile to it).
       image: 'wsmon:latest',

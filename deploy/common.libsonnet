@@ -20,6 +20,24 @@ function(c) {
       { job_name: $.job(c.wsmonSelector), static_configs: [{ targets: [address('wsmon')] }] },
       { job_name: $.job(c.alertmanagerSelector), static_configs: [{ targets: [address('alertmanager')] }] },
       { job_name: 'prometheus', static_configs: [{ targets: [address('prometheus')] }] },
+      {
+        // The Testing tab's checks, run by wsmon against itself (GET /probe?module=...): one
+        // target per module, its `module` label the query parameter.
+        job_name: d.probeJob,
+        metrics_path: '/probe',
+        static_configs: [
+          { targets: [address('wsmon')], labels: { module: module } }
+          for module in d.probeModules
+        ],
+        relabel_configs: [{ source_labels: ['module'], target_label: '__param_module' }],
+        // The probe's series are about the wsmon instance, so they carry its job, which the
+        // rules and dashboards select (each names its probe); `up` keeps this job, apart from
+        // the instance's own `up` that instance_down reads.
+        metric_relabel_configs: [
+          { target_label: 'job', replacement: $.job(c.wsmonSelector) },
+          { action: 'labeldrop', regex: 'module' },
+        ],
+      },
     ],
   },
 

@@ -1,4 +1,4 @@
-"""The aiohttp application one worker serves: /ws, /ws/echo, /metrics, /runbooks and health."""
+"""The aiohttp application one worker serves: /ws, /ws/echo, /metrics, /runbooks, /probe, health."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from .frames import text_frame
 from .handlers import Handlers, Route
 from .hub import Connection, Hub
 from .metrics import Cell, WorkerMetrics
+from .probe import Prober
 from .protocol import MessageId, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Worker:
         self.handlers = Handlers(self.hub, self.cluster, self.metrics)
         self.draining = False
         self.exposition = Exposition()
+        self.prober = Prober(settings.workers)
         self._echoes: set[web.WebSocketResponse] = set()  # open /ws/echo connections
         # Connection ids are unique across workers and restarts: worker, process nonce, sequence.
         self._ids = itertools.count(1)
@@ -318,6 +320,7 @@ class Worker:
         app.router.add_get("/healthz", self.serve_healthz)
         app.router.add_get("/readyz", self.serve_readyz)
         app.router.add_get("/api/health", self.serve_health)
+        app.router.add_get("/probe", self.prober.serve)
 
         async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
             await self.cluster.start()

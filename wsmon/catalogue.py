@@ -207,3 +207,47 @@ CATALOGUE: Final = (
     ),
 )
 SPECS: Final = {spec.name: spec for spec in CATALOGUE}
+
+# What GET /probe?module=server|pool|echo answers (blackbox-exporter style: these series exist
+# only in a probe's answer, which Prometheus scrapes as a job of its own, never in /metrics).
+PROBE_MODULES: Final = ("server", "pool", "echo")
+PROBE_STEPS: Final = ("handshake", "welcome", "ping", "connect")
+ECHO_FIGURES: Final = ("min", "avg", "p50", "p99", "max")
+PROBE_CATALOGUE: Final = (
+    Spec("wsmon_probe_success", GAUGE, "1 when the probe passed, 0 when it failed.", ("probe",)),
+    Spec(
+        "wsmon_probe_duration_seconds",
+        GAUGE,
+        "How long the probe took, in seconds.",
+        ("probe",),
+    ),
+    Spec(
+        "wsmon_probe_step_duration_seconds",
+        GAUGE,
+        "How long each step of the probe took, in seconds (handshake, welcome, ping; connect).",
+        ("probe", "step"),
+    ),
+    Spec(
+        "wsmon_probe_echo_round_trip_seconds",
+        GAUGE,
+        "Round trip of the echo probe's messages, in seconds: min, avg, p50, p99, max.",
+        ("figure",),
+    ),
+    Spec(
+        "wsmon_probe_pool_connections",
+        GAUGE,
+        "Connections of the pool probe each worker took.",
+        ("worker",),
+    ),
+    Spec(
+        "wsmon_probe_pool_spread_ratio",
+        GAUGE,
+        "Most / fewest connections of the pool probe per worker (absent when one got none).",
+    ),
+    Spec(
+        "wsmon_probe_pool_failed_connections",
+        GAUGE,
+        "Connections of the pool probe that failed (no handshake, no welcome).",
+    ),
+)
+PROBE_SPECS: Final = {spec.name: spec for spec in PROBE_CATALOGUE}

@@ -31,6 +31,11 @@ SUBCOMMANDS: Final = {
         "Serve /ws, /ws/echo, /metrics, /runbooks and the health endpoints on one port.",
         None,
     ),
+    "test": Subcommand(
+        "wsmon.exporter.selftest_cli:test_group",
+        "Test a running server: handshake and ping, the worker pool, echo round trips.",
+        None,  # aiohttp's client, which the server install has
+    ),
     "loadtest": Subcommand(
         "wsmon.loadgen.cli:loadtest",
         "Load-test a wsmon server and fail when it is unhealthy (exit 1).",

@@ -13,6 +13,7 @@ from bundle import DEPLOY, config, exec_start, unit
 from click.testing import CliRunner
 from support.stack import REPO
 
+from wsmon.catalogue import PROBE_MODULES
 from wsmon.cli import main
 from wsmon.deploy import build
 from wsmon.exporter.config import Settings, read_file
@@ -80,7 +81,14 @@ def test_prometheus_scrapes_the_job_the_rules_select_and_sends_to_alertmanager()
         "wsmon": [f"{host}:{d['ports']['wsmon']}"],
         "alertmanager": [f"{host}:{d['ports']['alertmanager']}"],
         "prometheus": [f"{host}:{d['ports']['prometheus']}"],
+        "wsmon-probe": [f"{host}:{d['ports']['wsmon']}"],
     }
+    # The probe job asks wsmon's /probe once per module, and its series keep wsmon's job.
+    (probe,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == d["probeJob"]]
+    assert probe["metrics_path"] == "/probe"
+    assert [g["labels"]["module"] for g in probe["static_configs"]] == list(PROBE_MODULES)
+    assert d["probeModules"] == list(PROBE_MODULES)
+    assert {"target_label": "job", "replacement": "wsmon"} in probe["metric_relabel_configs"]
     assert c["wsmonSelector"] == 'job="wsmon"'
     assert c["alertmanagerSelector"] == 'job="alertmanager"'
     rules = (DEPLOY / "prometheus" / "rules.yaml").read_text()

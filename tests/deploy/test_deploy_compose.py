@@ -327,6 +327,7 @@ def test_compose_prometheus_reaches_the_parts_by_service_name(c: dict[str, Any])
         "wsmon": [f"wsmon:{ports['wsmon']}"],
         "alertmanager": [f"alertmanager:{ports['alertmanager']}"],
         "prometheus": [f"prometheus:{ports['prometheus']}"],
+        c["deploy"]["probeJob"]: [f"wsmon:{ports['wsmon']}"],
     }
     (alertmanagers,) = prometheus["alerting"]["alertmanagers"]
     assert alertmanagers["static_configs"] == [

@@ -23,6 +23,7 @@ from support.polling import wait_until
 from support.processes import HOST, WSMON, cmdline, free_port
 from support.stack import tool
 
+from wsmon.catalogue import PROBE_MODULES
 from wsmon.deploy import stack, supervise
 
 pytestmark = pytest.mark.integration
@@ -100,10 +101,14 @@ def test_prometheus_keeps_30_days_scrapes_every_target_and_loads_the_rules(
 
     def health() -> dict[str, str]:
         targets = get(started.url("prometheus", "/api/v1/targets"))["data"]["activeTargets"]
-        return {t["labels"]["job"]: t["health"] for t in targets}
+        return {
+            "/".join(filter(None, (t["labels"]["job"], t["labels"].get("module")))): t["health"]
+            for t in targets
+        }
 
     # The bundle scrapes every 15 s: each target's first scrape comes within one interval.
     up = {"wsmon": "up", "alertmanager": "up", "prometheus": "up"}
+    up |= {f"wsmon-probe/{module}": "up" for module in PROBE_MODULES}
     wait_until(health, lambda h: h == up, within=30, what="every target up", interval=0.5)
     loaded = get(started.url("prometheus", "/api/v1/rules"))["data"]["groups"]
     bundle = yaml.safe_load((DEPLOY / "prometheus" / "rules.yaml").read_text())["groups"]
