@@ -127,7 +127,27 @@ function(mixin, dashboards)
       spec: {
         // No jobLabel: the job is the Service's name.
         selector: { matchLabels: labels('server') },
-        endpoints: [{ port: port, path: '/metrics', interval: d.scrapeInterval }],
+        endpoints: [{ port: port, path: '/metrics', interval: d.scrapeInterval }] + [
+          {
+            // The Testing tab's checks, as the one-host bundle's probe job runs them: the
+            // scrape's own `up` under a job of its own (the module telling the three apart),
+            // the probe's series under wsmon's job, which the rules and dashboards select.
+            // The operator applies these after its own relabelings, which set the job.
+            port: port,
+            path: '/probe',
+            params: { module: [module] },
+            interval: d.scrapeInterval,
+            relabelings: [
+              { targetLabel: 'job', replacement: d.probeJob },
+              { targetLabel: 'module', replacement: module },
+            ],
+            metricRelabelings: [
+              { targetLabel: 'job', replacement: name },
+              { action: 'labeldrop', regex: 'module' },
+            ],
+          }
+          for module in d.probeModules
+        ],
       },
     },
     'prometheusrule.yaml': {

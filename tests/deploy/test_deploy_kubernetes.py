@@ -18,6 +18,7 @@ import yaml
 from bundle import DEPLOY, config
 from support.stack import REPO, tool
 
+from wsmon.catalogue import PROBE_MODULES
 from wsmon.exporter.config import Settings
 
 KUBERNETES = DEPLOY / "kubernetes"
@@ -176,14 +177,26 @@ def test_the_service_monitor_scrapes_the_service_as_the_job_the_rules_select(
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
-    (endpoint,) = monitor["spec"]["endpoints"]
-    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    endpoint, *probes = monitor["spec"]["endpoints"]
+    ports = {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["port"] in ports
     assert endpoint["path"] == "/metrics"
     assert endpoint["interval"] == c["deploy"]["scrapeInterval"]
     # The operator names the job after the Service unless jobLabel or a relabeling says otherwise.
     assert "jobLabel" not in monitor["spec"]
     assert "relabelings" not in endpoint
     assert c["wsmonSelector"] == f'job="{service["metadata"]["name"]}"' == 'job="wsmon"'
+    # The probes as the one-host bundle's probe job has them: /probe once per module, its own
+    # job for the scrape, wsmon's job on the probe's series.
+    assert [p["params"] for p in probes] == [{"module": [m]} for m in PROBE_MODULES]
+    for probe, module in zip(probes, PROBE_MODULES, strict=True):
+        assert probe["port"] in ports
+        assert probe["path"] == "/probe"
+        assert probe["relabelings"] == [
+            {"targetLabel": "job", "replacement": c["deploy"]["probeJob"]},
+            {"targetLabel": "module", "replacement": module},
+        ]
+        assert {"targetLabel": "job", "replacement": "wsmon"} in probe["metricRelabelings"]
 
 
 def test_the_prometheus_rule_holds_the_groups_of_rules_yaml(
