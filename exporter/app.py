@@ -1,4 +1,4 @@
-"""The aiohttp application one worker serves: /ws, /ws/echo, /metrics, /runbooks, /probe, health."""
+"""One worker's aiohttp app: /ws, /ws/echo, /metrics, /runbooks, /testing, /probe, health."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_websocket import WebSocketError
 
-from . import protocol, runbooks
+from . import protocol, runbooks, testing_page
 from .cluster import Cluster
 from .config import Settings
 from .exposition import Exposition
@@ -317,6 +317,7 @@ class Worker:
         app.router.add_get("/ws/echo", self.serve_echo)
         app.router.add_get("/metrics", self.serve_metrics)
         app.router.add_get("/runbooks", self.serve_runbooks)
+        app.router.add_get("/testing", testing_page.handler(self.settings.workers))
         app.router.add_get("/healthz", self.serve_healthz)
         app.router.add_get("/readyz", self.serve_readyz)
         app.router.add_get("/api/health", self.serve_health)

@@ -6,6 +6,7 @@ built and installed from a copy of the Docker build context (integration)."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import re
@@ -14,7 +15,6 @@ import shutil
 import subprocess
 import sys
 from functools import cache
-from importlib.resources import files
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -29,7 +29,12 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 # The Compose Specification as check-jsonschema vendors it (`--builtin-schema vendor.compose-spec`),
 # validated in this process: the CLI would cost a process and the integration marker.
-SCHEMA = files("check_jsonschema") / "builtin_schemas" / "vendor" / "compose-spec.json"
+# Found without importing the package: its __init__ loads its CLI, which needs a newer click than
+# the oldest wsmon allows (make test-oldest).
+_PACKAGE = importlib.util.find_spec("check_jsonschema")
+if _PACKAGE is None or _PACKAGE.origin is None:
+    raise ImportError("check-jsonschema is not installed (the dev extra brings it)")
+SCHEMA = Path(_PACKAGE.origin).parent / "builtin_schemas" / "vendor" / "compose-spec.json"
 # Where Compose's Prometheus and Alertmanager read their configs (the images' own paths).
 PROMETHEUS_CONFIG = PurePosixPath("/etc/prometheus/prometheus.yml")
 ALERTMANAGER_CONFIG = PurePosixPath("/etc/alertmanager/alertmanager.yml")

@@ -65,6 +65,10 @@ def test_the_wheel_holds_one_import_package_and_its_data(wheel: Path) -> None:
         "wsmon/dashboards/lib.libsonnet",
         "wsmon/dashboards/overview.jsonnet",
         "wsmon/dashboards/generated/wsmon-overview.json",
+        "wsmon/exporter/testing.html",
+        "wsmon/deploy/bundle.jsonnet",
+        "wsmon/deploy/common.libsonnet",
+        "wsmon/deploy/wsmon/wsmon.yaml",
     ):
         assert data in names, data
     assert f"{info}/licenses/LICENSE" in names
