@@ -173,7 +173,7 @@ def build_command(
 
 @click.group()
 def alerts() -> None:
-    """See and acknowledge wsmon's alerts in Alertmanager (its v2 API).
+    """See and acknowledge wsmon's alerts in Alertmanager (its v2 API); set who gets the mails.
 
     \b
       wsmon alerts list
@@ -181,6 +181,7 @@ def alerts() -> None:
       wsmon alerts ack WsmonPoolUtilizationHigh --matcher instance=ws-3:8080 --duration 30m \\
           --comment "scaling out"
       wsmon alerts unack 8d0e2a1c-...
+      wsmon alerts email set --to oncall@example.com     # then: wsmon alerts email test
     """
 
 
@@ -359,3 +360,9 @@ def render_config_command(output: Path) -> None:
     wanted = {name: text for name, text in files.items() if name not in build.PROMETHEUS_FILES}
     build.write(wanted, output)
     click.echo(f"wrote {', '.join(sorted(wanted))} to {output}")
+
+
+# `wsmon alerts email ...` (email_cli.py) builds on the helpers above, so it joins last.
+from . import email_cli  # noqa: E402
+
+__all__ = ["alerts", "build_options", "email_cli", "rules", "run_build", "thresholds_option"]

@@ -34,7 +34,7 @@
       worker_imbalance: 'wsmon-connections',
       slow_consumer_ratio: 'wsmon-connections',
       broadcast_time: 'wsmon-performance',
-      probe_failure: 'wsmon-health',
+      probe_failure: 'wsmon-testing',
       instance_down: 'wsmon-overview',
     },
     // The dashboards (dashboards/), one per tab of the monitoring guide and in its order: every
@@ -145,6 +145,9 @@
       paths: {
         wsmon: '/usr/local/bin/wsmon',
         wsmonConfig: '/etc/wsmon/wsmon.yaml',
+        // Beside it: the thresholds /api/health judges by, the copy admins edit (`wsmon thresholds
+        // --file`) and the server re-reads on SIGHUP (`systemctl reload wsmon`).
+        wsmonThresholds: '/etc/wsmon/thresholds.yaml',
         prometheus: '/usr/bin/prometheus',
         prometheusConfig: '/etc/prometheus/wsmon',
         prometheusData: '/var/lib/prometheus/wsmon',

@@ -22,7 +22,8 @@
 
   // -- PromQL over the selected instances ---------------------------------------------------------
 
-  local sumBy(by) = if by == '' then 'sum' else 'sum by (%s)' % by,
+  local aggregate(op, by) = if by == '' then op else '%s by (%s)' % [op, by],
+  local sumBy(by) = aggregate('sum', by),
   local selector(matchers) = if matchers == '' then $.sel else $.sel + ', ' + matchers,
 
   local shifted(offset) = if offset == '' then '' else ' offset ' + offset,
@@ -41,6 +42,12 @@
   // A gauge summed over the selected instances.
   total(metric, by='', matchers='', offset='')::
     '%s (%s{%s}%s)' % [sumBy(by), metric, selector(matchers), shifted(offset)],
+  // A gauge's highest or lowest over the selected instances (and grouped `by` some labels), for
+  // figures that do not add up: a probe's pass (1) or fail (0), its duration.
+  max(metric, by='', matchers='')::
+    '%s (%s{%s})' % [aggregate('max', by), metric, selector(matchers)],
+  min(metric, by='', matchers='')::
+    '%s (%s{%s})' % [aggregate('min', by), metric, selector(matchers)],
   // A histogram's quantile over the selected instances' buckets added up (not an average of
   // per-instance quantiles, which means nothing).
   // `q` as text ('0.99'): Jsonnet would print the number 0.99 as 0.98999999999999999.

@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+import yaml
+
 from wsmon.alerting import build as alerting
 from wsmon.alerting.build import stale, write
 from wsmon.dashboards import build as dashboards
-from wsmon.thresholds import Threshold
+from wsmon.thresholds import DEFAULT_THRESHOLDS, Threshold, parse
 
 __all__ = ["PACKAGE", "render", "stale", "write"]
 
@@ -28,12 +30,24 @@ HEADER: Final = (
 RULES: Final = f"prometheus/{alerting.RULES}"
 ALERTMANAGER_DIR: Final = "alertmanager"
 DASHBOARDS_DIR: Final = "grafana/dashboards"
+# Beside wsmon.yaml, which names it (paths.wsmonThresholds in the config).
+THRESHOLDS: Final = "wsmon/thresholds.yaml"
 
 
 def render(
-    thresholds: tuple[Threshold, ...], overrides: Mapping[str, Any] | None = None
+    thresholds: tuple[Threshold, ...],
+    overrides: Mapping[str, Any] | None = None,
+    thresholds_text: str | None = None,
 ) -> dict[str, str]:
-    """Path under the bundle -> content. `overrides` are deep-merged into the mixin's _config."""
+    """Path under the bundle -> content. `overrides` are deep-merged into the mixin's _config.
+
+    `thresholds_text` is the file `thresholds` were read from, copied (comments and all) as the
+    installed server's wsmon/thresholds.yaml; without it the packaged thresholds.yaml, which must
+    then be what `thresholds` hold.
+    """
+    source = DEFAULT_THRESHOLDS.read_text() if thresholds_text is None else thresholds_text
+    if parse(yaml.safe_load(source), THRESHOLDS) != thresholds:
+        raise ValueError("thresholds_text does not hold the thresholds the bundle is built from")
     rendered_dashboards = dashboards.render(thresholds, overrides)
     documents: dict[str, Any] = alerting.evaluate(
         "bundle.jsonnet",
@@ -51,6 +65,7 @@ def render(
             files[RULES] = text
         elif name not in alerting.PROMETHEUS_FILES:  # Alertmanager's config and templates
             files[f"{ALERTMANAGER_DIR}/{name}"] = text
+    files[THRESHOLDS] = source
     for name, text in rendered_dashboards.items():
         files[f"{DASHBOARDS_DIR}/{name}"] = text
     return files

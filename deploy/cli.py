@@ -32,4 +32,8 @@ def build_command(thresholds_file: Path, output: Path, check: bool) -> None:
       wsmon deploy build
       wsmon deploy build --check
     """
-    run_build(build.render, thresholds_file, {}, output, check, "make deploy")
+    # The server's copy of the thresholds is the file itself, comments and all.
+    text = thresholds_file.read_text()
+    run_build(
+        lambda t, o: build.render(t, o, text), thresholds_file, {}, output, check, "make deploy"
+    )

@@ -50,7 +50,11 @@ function(configure, c)
           image: d.image,
           // The one-host settings file: it listens on 0.0.0.0 at the port below.
           command: ['serve', '--config', d.paths.wsmonConfig],
-          volumes: [mount('wsmon/wsmon.yaml', d.paths.wsmonConfig)],
+          // wsmon.yaml and the thresholds.yaml it names, where the settings file expects them.
+          volumes: [
+            mount('wsmon/wsmon.yaml', d.paths.wsmonConfig),
+            mount('wsmon/thresholds.yaml', d.paths.wsmonThresholds),
+          ],
           ports: [publish(d.ports.wsmon)],
           // SIGTERM starts the drain; as the systemd unit, wait 5 s beyond it before SIGKILL.
           stop_grace_period: '%ds' % (d.drainSeconds + 5),

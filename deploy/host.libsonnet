@@ -31,7 +31,10 @@ function(c)
       port: %(port)d
       # SIGTERM drains for this long; the unit's TimeoutStopSec waits longer.
       drain_seconds: %(drain)d
-    ||| % { port: d.ports.wsmon, drain: d.drainSeconds },
+      # What /api/health judges by: the rules' thresholds, copied beside this file. Edit it with
+      # `wsmon thresholds --file`; SIGHUP (`systemctl reload wsmon`) makes an edit live.
+      thresholds_file: %(thresholds)s
+    ||| % { port: d.ports.wsmon, drain: d.drainSeconds, thresholds: d.paths.wsmonThresholds },
     'systemd/wsmon.service': unit([
       {
         name: 'Unit',
@@ -49,6 +52,8 @@ function(c)
           // more than the 2 s the workers take to exit once it is over.
           KillSignal: 'SIGTERM',
           TimeoutStopSec: '%ds' % (d.drainSeconds + 5),
+          // SIGHUP re-reads the thresholds file; a bad one keeps the set in use, and says why.
+          ExecReload: '/bin/kill -HUP $MAINPID',
           Restart: 'on-failure',
           DynamicUser: 'yes',
         },

@@ -217,8 +217,13 @@ def _grafana(state: State, port: int) -> Part | None:
     return Part("grafana", (binary, "--homepath", home), port, "/api/health", env)
 
 
-def plan(state: State, ports: Mapping[str, int], thresholds: tuple[Threshold, ...]) -> list[Part]:
-    """Render the bundle for this machine into the state directory; the parts, in start order."""
+def plan(
+    state: State, ports: Mapping[str, int], thresholds: tuple[Threshold, ...], thresholds_text: str
+) -> list[Part]:
+    """Render the bundle for this machine into the state directory; the parts, in start order.
+
+    wsmon judges /api/health by the bundle's copy of the thresholds file (`thresholds_text`),
+    which is the one to edit with `wsmon thresholds --file` (and `--stack-dir` to apply it)."""
     binaries = {part: find_binary(part) for part in BINARIES}
     root = state.root.resolve()
     config, data = root / "config", root / "data"
@@ -245,10 +250,11 @@ def plan(state: State, ports: Mapping[str, int], thresholds: tuple[Threshold, ..
                 "alertmanagerData": str(data / "alertmanager"),
                 "grafanaDashboards": str(config / "grafana" / "dashboards"),
                 "wsmonConfig": str(config / "wsmon" / "wsmon.yaml"),
+                "wsmonThresholds": str(config / "wsmon" / "thresholds.yaml"),
             },
         },
     }
-    files = build.render(thresholds, overrides)
+    files = build.render(thresholds, overrides, thresholds_text)
     wanted = ("prometheus/", "alertmanager/", "grafana/", "wsmon/")
     build.write({p: text for p, text in files.items() if p.startswith(wanted)}, config)
     wsmon = [sys.executable, "-m", "wsmon", *exec_start(files["systemd/wsmon.service"])[1:]]
@@ -292,6 +298,7 @@ def start(
     state: State,
     ports: Mapping[str, int],
     thresholds: tuple[Threshold, ...],
+    thresholds_text: str,
     progress: Callable[[str], None],
 ) -> list[Part]:
     """Start every part and wait until each serves; on a failure stop what was started."""
@@ -311,7 +318,7 @@ def start(
                 f" or pick another with --{name}-port"
             )
     progress(f"rendering the bundle for {HOST} into {state.config}")
-    parts = plan(state, ports, thresholds)
+    parts = plan(state, ports, thresholds, thresholds_text)
     records: list[supervise.Record] = []
     for part in parts:
         progress(f"starting {part.title} on {part.url}")

@@ -97,7 +97,13 @@ def start_command(
             "smtp": smtp_port,
         }
         ports = stack.configured_ports(thresholds, chosen)
-        parts = stack.start(state, ports, thresholds, lambda line: click.echo(line, err=True))
+        parts = stack.start(
+            state,
+            ports,
+            thresholds,
+            thresholds_file.read_text(),
+            lambda line: click.echo(line, err=True),
+        )
     except (stack.StackError, ThresholdsError) as exc:
         _fail(exc)
     click.echo(f"The stack is up (state in {state.root}, logs in {state.logs}):")

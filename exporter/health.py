@@ -35,7 +35,8 @@ QUANTILE: Final = 0.99
 
 def load_thresholds(path: str) -> tuple[Threshold, ...]:
     """What /api/health judges by: the `thresholds_file` setting, or (empty) the packaged
-    alerting/thresholds.yaml. Raises ThresholdsError naming the entry and field of a bad entry."""
+    alerting/thresholds.yaml. Raises ThresholdsError naming the entry and field of a bad entry.
+    Read at start-up and again on SIGHUP (supervisor.py), which keeps the old set on an error."""
     return load(Path(path) if path else DEFAULT_THRESHOLDS)
 
 

@@ -4,7 +4,8 @@ It is put together from one part per job: handoff.py accepts every TCP connectio
 the least-loaded worker, pool.py starts, restarts and drains the worker processes, relay.py
 forwards deliveries between workers, pool_metrics.py merges their metrics for /metrics and
 pool_health.py samples them for /api/health. This module routes each worker's control frames to
-the part that handles them, and on SIGTERM drains every worker before it exits.
+the part that handles them, on SIGTERM drains every worker before it exits, and on SIGHUP re-reads
+the thresholds /api/health judges by (a bad file keeps the set in use, and the log says why).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any
 import orjson
 
 from wsmon import __version__
-from wsmon.thresholds import Threshold
+from wsmon.thresholds import Threshold, ThresholdsError
 
 from .config import Settings
 from .control import ControlChannel, Op
 from .handoff import Handoff
+from .health import load_thresholds
 from .metrics import to_wire
 from .pool import Pool, Slot
 from .pool_health import PoolHealth
@@ -60,6 +62,9 @@ class Supervisor:
         self.handoff.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, lambda: self.tasks.spawn(self.drain()))
+        # Without a handler SIGHUP would end the server: `systemctl reload` and
+        # `wsmon thresholds ... --apply` send it to have the thresholds read again.
+        loop.add_signal_handler(signal.SIGHUP, self.reload_thresholds)
         host, port = self.handoff.address()
         log.info(
             "wsmon %s serving on http://%s:%d with %d workers (capacity %d each)",
@@ -81,6 +86,27 @@ class Supervisor:
         await self.pool.drain()
         log.info("drained; exiting")
         self._stopped.set()
+
+    def reload_thresholds(self) -> bool:
+        """Read the thresholds file again (SIGHUP); /api/health judges by the new set from its
+        next answer. A file that does not load keeps the set in use: one log line says why."""
+        path = self.settings.thresholds_file or "the packaged thresholds.yaml"
+        try:
+            thresholds = load_thresholds(self.settings.thresholds_file)
+        except ThresholdsError as exc:
+            # Each problem names the file, its entry and field; one line for the log.
+            problems = "; ".join(str(exc).splitlines())
+            log.error("SIGHUP: thresholds not reloaded, the set in use is kept: %s", problems)
+            return False
+        self.health.thresholds = thresholds
+        enabled = sum(t.enabled for t in thresholds)
+        log.info(
+            "SIGHUP: /api/health judges by %s now (%d thresholds, %d enabled)",
+            path,
+            len(thresholds),
+            enabled,
+        )
+        return True
 
     # -- control channel -------------------------------------------------------------------------
 

@@ -46,6 +46,11 @@ SUBCOMMANDS: Final = {
         "Build Prometheus rules, promtool tests and the Alertmanager config from thresholds.yaml.",
         "alerting",
     ),
+    "thresholds": Subcommand(
+        "wsmon.alerting.thresholds_cli:thresholds",
+        "List and edit thresholds.yaml (comments kept), rebuild the rules, --apply them live.",
+        "alerting",  # ruamel.yaml, and the Jsonnet build of the rules
+    ),
     "alerts": Subcommand(
         "wsmon.alerting.cli:alerts",
         "List, acknowledge and unacknowledge alerts in Alertmanager.",

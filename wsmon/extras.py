@@ -13,7 +13,7 @@ from typing import Final
 # The modules each extra installs.
 EXTRA_MODULES: Final = {
     "loadtest": ("websockets", "hdrh"),
-    "alerting": ("_jsonnet",),
+    "alerting": ("_jsonnet", "ruamel.yaml"),
     "stack": ("_jsonnet", "aiosmtpd"),
 }
 

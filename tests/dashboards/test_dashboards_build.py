@@ -18,8 +18,10 @@ import yaml
 from click.testing import CliRunner
 
 from wsmon.alerting import build as alerting
+from wsmon.catalogue import PROBE_CATALOGUE, PROBE_MODULES
 from wsmon.cli import main
 from wsmon.dashboards import build
+from wsmon.exporter import selftest
 from wsmon.thresholds import DEFAULT_THRESHOLDS, Threshold, load
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +52,7 @@ KEY_METRICS = {
     ],
     "wsmon-historical": ["historical baselines", "Identify trends", "Track system growth"],
     "wsmon-health": ["View Alerts", "Acknowledge Alerts", "Configure Thresholds"],
+    "wsmon-testing": ["Server Test", "Connection Pool Test", "Echo Test"],
 }
 THRESHOLD_NOTE = re.compile(r"the (\w+) alerts of thresholds\.yaml")
 
@@ -142,17 +145,19 @@ def test_the_build_is_reproducible_and_check_flags_a_stale_copy(
 
 
 def test_the_thresholds_file_and_the_link_options_shape_the_build(tmp_path: Path) -> None:
-    """One build (each costs 2 s): a changed threshold moves the panel's step and its description,
-    and the link options set the Alerts dashboard's links."""
+    """One build (each costs 2 s): a changed threshold moves the panel's step and its description
+    (on the Connections and the Testing dashboards), and the link options set the Alerts
+    dashboard's links."""
     edited = tmp_path / "thresholds.yaml"
     text = Path(str(DEFAULT_THRESHOLDS)).read_text()
-    entry = "- name: WsmonPoolUtilizationHigh\n  metric: pool_utilization\n"
-    assert entry + '  condition: ">"\n  value: 0.8\n' in text
-    edited.write_text(
-        text.replace(
-            entry + '  condition: ">"\n  value: 0.8\n', entry + '  condition: ">"\n  value: 0.75\n'
-        )
-    )
+    for entry, old, new in (
+        ("- name: WsmonPoolUtilizationHigh\n  metric: pool_utilization\n", "0.8", "0.75"),
+        ("- name: WsmonProbeFailing\n  metric: probe_failure\n", "0.2", "0.25"),
+    ):
+        before = entry + f'  condition: ">"\n  value: {old}\n'
+        assert before in text
+        text = text.replace(before, entry + f'  condition: ">"\n  value: {new}\n')
+    edited.write_text(text)
     out = tmp_path / "out"
     argv = [
         *("dashboards", "build", "--thresholds", str(edited), "--output", str(out)),
@@ -166,6 +171,10 @@ def test_the_thresholds_file_and_the_link_options_shape_the_build(tmp_path: Path
     pool = panel_titled(built["wsmon-connections.json"], "Pool utilisation by instance")
     assert step_values(pool) == [0.75, 0.9]
     assert "WsmonPoolUtilizationHigh > 75% warning" in pool["description"]
+    for title in ("Failed runs (5m)", "Share of failed runs"):
+        probes = panel_titled(built["wsmon-testing.json"], title)
+        assert step_values(probes) == [0.25, 0.5], title
+        assert "WsmonProbeFailing > 25% warning" in probes["description"], title
     alerts = built["wsmon-health.json"]
     links = panel_titled(alerts, "Silences and runbooks")["options"]["content"]
     assert "(https://am.example.com/#/silences)" in links
@@ -201,8 +210,8 @@ def test_one_dashboard_per_tab_of_the_guide(
     tabs = {tab["uid"]: tab["title"] for tab in config["dashboardTabs"]}
     assert list(tabs.values()) == GUIDE_TABS
     built = {d["uid"]: d for d in dashboards.values()}
-    # Testing comes with the probes; the rest exist, each as <uid>.json, titled after its tab.
-    assert set(built) == set(tabs) - {"wsmon-testing"}
+    # Each exists as <uid>.json, titled after its tab.
+    assert set(built) == set(tabs)
     for name, dashboard in dashboards.items():
         assert name == f"{dashboard['uid']}.json"
         assert dashboard["title"] == f"wsmon / {tabs[dashboard['uid']]}"
@@ -323,15 +332,19 @@ def selectors(expr: str) -> Iterator[tuple[str, str]]:
 
 
 def test_every_wsmon_query_selects_the_job_and_instances(
-    dashboards: dict[str, dict[str, Any]],
+    dashboards: dict[str, dict[str, Any]], config: dict[str, Any]
 ) -> None:
+    # The probe job's own `up` (the Testing dashboard) keeps that job's name, not $job; its
+    # instance is the wsmon address it scrapes, so it still takes the selected instances.
+    probe_scrapes = f'job="{config["deploy"]["probeJob"]}", instance=~"$instance"'
     for uid, panel in panels(dashboards):
         for target in panel.get("targets", []):
             expr = target["expr"]
             for name, matchers in selectors(expr):
                 if name in UNLABELLED or name.startswith("alertmanager_"):
                     continue
-                assert name.startswith(("wsmon", "ALERTS", "scrape_")), f"{uid}: {name} in {expr}"
+                allowed = name.startswith(("wsmon", "ALERTS", "scrape_")) or name == "up"
+                assert allowed, f"{uid}: {name} in {expr}"
                 where = f"{uid} / {panel['title']}: {name} in {expr}"
                 # The quotes were blanked out by `selectors`: the raw matchers are checked below.
                 assert "job=" in matchers, where
@@ -340,6 +353,8 @@ def test_every_wsmon_query_selects_the_job_and_instances(
                 if name.startswith(("wsmon", "ALERTS", "scrape_")):
                     assert 'job="$job"' in matchers, f"{uid}: {expr}"
                     assert 'instance=~"$instance"' in matchers, f"{uid}: {expr}"
+                elif name == "up":
+                    assert matchers == probe_scrapes, f"{uid}: {expr}"
 
 
 def test_the_selector_parser_sees_every_series() -> None:
@@ -406,11 +421,7 @@ def test_threshold_steps_are_the_alerts_values(dashboards: dict[str, dict[str, A
                 style = panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]
                 assert style["mode"] != "off", where
     # Every indicator the dashboards can show has its thresholds on at least one panel.
-    assert shown >= set(records.values()) - {
-        "slow_consumer_ratio",
-        "probe_failure",
-        "instance_down",
-    }
+    assert shown >= set(records.values()) - {"slow_consumer_ratio", "instance_down"}
 
 
 def colours(panel: dict[str, Any]) -> list[tuple[float | None, str]]:
@@ -487,3 +498,31 @@ def test_the_alerts_dashboard_lists_every_threshold(dashboards: dict[str, dict[s
         'ALERTS{alertstate="firing"',
     ):
         assert series in queries, series
+
+
+def test_the_testing_dashboard(
+    dashboards: dict[str, dict[str, Any]], config: dict[str, Any]
+) -> None:
+    testing = dashboards["wsmon-testing.json"]
+    # The probe alerts' dashboard link opens it.
+    assert config["dashboards"]["probe_failure"] == "wsmon-testing"
+    passed_failed = {"1": ("PASSED", "green"), "0": ("FAILED", "red")}
+    for module in PROBE_MODULES:
+        last = panel_titled(testing, f"{module.capitalize()} test")
+        assert (last["type"], last["options"]["colorMode"]) == ("stat", "background")
+        assert exprs(last) == [
+            f'min (wsmon_probe_success{{job="$job", instance=~"$instance", probe="{module}"}})'
+        ]
+        (mapping,) = last["fieldConfig"]["defaults"]["mappings"]
+        assert {k: (v["text"], v["color"]) for k, v in mapping["options"].items()} == passed_failed
+    # Every series a /probe answer can hold is on a panel, the probe job's own `up` too.
+    queries = " ".join(e for p in testing["panels"] for e in exprs(p))
+    for spec in PROBE_CATALOGUE:
+        assert f"{spec.name}{{" in queries, spec.name
+    assert f'up{{job="{config["deploy"]["probeJob"]}", instance=~"$instance"}}' in queries
+    # The pool check's pass line is the one /probe runs it with.
+    spread = panel_titled(testing, "Pool test: spread")
+    assert step_values(spread) == [selftest.DEFAULT_MAX_SPREAD]
+    text = panel_titled(testing, "Run the tests")["options"]["content"]
+    assert "[Run the tests in the browser](http://${instance}/testing)" in text
+    assert "wsmon test server|pool|echo" in text

@@ -3,13 +3,15 @@
 Real processes on 127.0.0.1: `wsmon serve --workers 2`; `wsmon loadtest custom` with chat, publish
 and notify in its mix (fan-outs within and across workers); two raw `websockets` clients sending
 bad input (invalid JSON, an unknown type, binary frames) and broadcasts; Prometheus scraping wsmon,
-Alertmanager and itself every second with the generated recording and alert rules; Alertmanager
-with the generated config and an SMTP sink. The rules are the generated ones with one change:
+Alertmanager and itself every second with the generated recording and alert rules, and wsmon's
+/probe with the deploy bundle's own probe job (the Testing dashboard); Alertmanager with the
+generated config and an SMTP sink. The rules are the generated ones with one change:
 WsmonClientErrorRatioHigh fires without waiting (`for: 0s`); its rate window stays 5m because the
 window is part of the recording rules' names, which the dashboards query.
 
 The bad input fires that warning; `wsmon alerts ack` silences it, so Alertmanager's own series
-(suppressed alerts, active silences) have something to count. Then every target of every panel
+(suppressed alerts, active silences) have something to count; every probe has passed and left its
+figures (echo round trips, the pool's spread) under that load. Then every target of every panel
 runs as Grafana would run it (grafana_queries: variables substituted, step and $__rate_interval
 as Grafana computes them) over the window since scraping began, for one instance, two instances
 (an alternation) and All, and each must return at least one sample.
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 from grafana_queries import (
     Choice,
     Dashboard,
@@ -53,6 +56,7 @@ from support.stack import (
 from websockets.asyncio.client import ClientConnection, connect
 
 from wsmon.alerting import build
+from wsmon.catalogue import PROBE_MODULES
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +84,12 @@ ABSENT_INSTANCE = f"{HOST}:1"
 # job="alertmanager" (the mixin's alertmanagerSelector) and reads Prometheus' own
 # scrape_duration_seconds.
 JOBS = ("wsmon", "alertmanager", "prometheus")
+DEPLOY_PROMETHEUS = REPO / "deploy" / "prometheus" / "prometheus.yml"
+# The probe job's scrape interval and timeout. A probe gets the scrape timeout less 0.5 s, a
+# step of it a quarter of that (exporter/probe.py): the test's 1 s would leave each step 0.25 s,
+# little for the pool check's 8 connections at once on a loaded, shared machine; 3 s leaves it
+# 0.625 s and still runs every probe several times in the test's window.
+PROBE_INTERVAL = "3s"
 # Each wait (scrapes up, the load connected, the alert fired, its silence seen) is seconds long;
 # this leaves room for a slow, shared machine.
 STEADY_TIMEOUT = 30.0
@@ -153,6 +163,7 @@ async def test_every_panel_has_data_under_load_bad_input_and_an_acknowledged_ale
         targets = (instance, am.split("//", 1)[1], f"{HOST}:{prom_port}")
         scrape = dict(zip(JOBS, targets, strict=True))
         config = prometheus_config(tmp_path / "prometheus.yml", scrape, alerting / build.RULES, am)
+        with_probes(config, instance)
         _, prom = stack.prometheus(config, tmp_path / "tsdb", port=prom_port)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
             prometheus = Prometheus(session, prom)
@@ -172,6 +183,18 @@ async def test_every_panel_has_data_under_load_bad_input_and_an_acknowledged_ale
     require_data(outcomes, dashboards)
 
 
+def with_probes(config: Path, target: str) -> None:
+    """Add the deploy bundle's probe job, as it is, pointed at `target` (the test's wsmon)."""
+    bundle = yaml.safe_load(DEPLOY_PROMETHEUS.read_text())
+    (job,) = [j for j in bundle["scrape_configs"] if j.get("metrics_path") == "/probe"]
+    for group in job["static_configs"]:
+        group["targets"] = [target]
+    job["scrape_interval"] = job["scrape_timeout"] = PROBE_INTERVAL
+    document = yaml.safe_load(config.read_text())
+    document["scrape_configs"].append(job)
+    config.write_text(yaml.safe_dump(document))
+
+
 def choices(*instances: str, all: bool = False) -> dict[str, Choice]:
     return {"job": Choice(("wsmon",)), "instance": Choice(instances, all=all)}
 
@@ -188,7 +211,8 @@ async def at_least(prometheus: Prometheus, expr: str, minimum: float, what: str)
 
 async def exercise(stack: Stack, prometheus: Prometheus, ws_url: str, am: str) -> Window:
     """Load, bad input, the warning fired and acknowledged; the window since scraping began."""
-    await at_least(prometheus, "count(up == 1)", len(JOBS), f"Prometheus scrapes {JOBS}")
+    targets = len(JOBS) + len(PROBE_MODULES)
+    await at_least(prometheus, "count(up == 1)", targets, f"Prometheus scrapes {JOBS} and /probe")
     start = time.time()
     loadtest = stack.start("loadtest", [str(WSMON), "loadtest", "custom", *LOAD, "--url", ws_url])
     async with bad_input(ws_url, clients=2):
@@ -217,6 +241,15 @@ async def exercise(stack: Stack, prometheus: Prometheus, ws_url: str, am: str) -
     evaluated = "min(prometheus_rule_group_last_evaluation_timestamp_seconds)"
     await at_least(prometheus, evaluated, full + 2, "two rule evaluations under full load")
     assert loadtest.alive(), f"the load generator stopped early:\n{loadtest.log}"
+    # Last, so the window ends on them: the Testing dashboard's bar gauges show the last run's
+    # figures (an instant query at the window's end), and a probe leaves them only when it
+    # passed (echo round trips; the pool's spread, with every worker reached).
+    for series, count in (
+        ("wsmon_probe_echo_round_trip_seconds", 5),
+        ("wsmon_probe_pool_connections", 2),  # one per worker of `--workers 2`
+        ("wsmon_probe_pool_spread_ratio", 1),
+    ):
+        await at_least(prometheus, f'count({series}{{job="wsmon"}})', count, f"{series} scraped")
     return Window(start, time.time(), scrape_interval=parse_duration(SCRAPE_INTERVAL))
 
 

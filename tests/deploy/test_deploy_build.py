@@ -167,6 +167,17 @@ def test_the_settings_file_is_one_wsmon_serve_reads_with_the_bundles_port_and_dr
         "host": "0.0.0.0",
         "port": c["deploy"]["ports"]["wsmon"],
         "drain_seconds": c["deploy"]["drainSeconds"],
+        "thresholds_file": c["deploy"]["paths"]["wsmonThresholds"],
     }
     # Where the unit's --config looks: the test above reads ExecStart.
     assert c["deploy"]["paths"]["wsmonConfig"] == "/etc/wsmon/wsmon.yaml"
+    # The thresholds it names are the rules' own file, comments and all, beside it; SIGHUP
+    # (systemctl reload) makes an edit of it live.
+    assert (DEPLOY / "wsmon" / "thresholds.yaml").read_text() == DEFAULT_THRESHOLDS.read_text()
+    assert unit(UNITS / "wsmon.service")["Service"]["ExecReload"] == "/bin/kill -HUP $MAINPID"
+
+
+def test_the_bundle_refuses_a_thresholds_copy_that_is_not_its_thresholds() -> None:
+    thresholds = load(DEFAULT_THRESHOLDS)
+    with pytest.raises(ValueError, match="does not hold the thresholds"):
+        build.render(thresholds, None, "[]\n")

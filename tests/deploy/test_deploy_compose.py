@@ -284,7 +284,10 @@ def test_wsmon_runs_with_the_bundle_settings_and_outlasts_the_drain(c: dict[str,
     d = c["deploy"]
     wsmon = service("wsmon")
     assert wsmon["command"] == ["serve", "--config", d["paths"]["wsmonConfig"]]
-    assert mounts("wsmon") == {d["paths"]["wsmonConfig"]: "./wsmon/wsmon.yaml"}
+    assert mounts("wsmon") == {
+        d["paths"]["wsmonConfig"]: "./wsmon/wsmon.yaml",
+        d["paths"]["wsmonThresholds"]: "./wsmon/thresholds.yaml",
+    }
     # Docker's SIGKILL comes as late as systemd's, after the drain and the workers' exit.
     grace = wsmon["stop_grace_period"]
     timeout = unit(DEPLOY / "systemd" / "wsmon.service")["Service"]["TimeoutStopSec"]
