@@ -84,9 +84,13 @@ function(catalogue, thresholds, overrides={})
       ),
       lib.timeseries(
         'Connections refused',
-        'Connections refused per second, by reason: capacity (close 1013), draining (close 1001, on purpose during a deploy), no_worker.',
+        'Connections refused per second, by reason: capacity (close 1013), draining (close 1001, on purpose during a deploy), no_worker;'
+        + ' and (client: …) refused for the client\'s behaviour, never alerted on: origin (403), rate_limited, handshake_timeout.',
         'cps',
-        [lib.target(lib.rate('wsmon_connections_rejected_total', 'reason'), '{{reason}}')],
+        [
+          lib.target(lib.rate('wsmon_connections_rejected_total', 'reason'), '{{reason}}'),
+          lib.target(lib.rate('wsmon_handshakes_refused_total', 'reason'), 'client: {{reason}}'),
+        ],
       ),
     ],
     [

@@ -10,15 +10,16 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_websocket import WebSocketError
 
-from . import protocol, runbooks, testing_page
+from . import origins, protocol, runbooks, testing_page
 from .cluster import Cluster
 from .config import Settings
 from .exposition import Exposition
 from .frames import text_frame
+from .gate import Throttled
 from .handlers import Handlers, Route
 from .hub import Connection, Hub
 from .metrics import Cell, WorkerMetrics
@@ -49,6 +50,8 @@ class Worker:
         self.draining = False
         self.exposition = Exposition()
         self.prober = Prober(settings.workers)
+        self.origins = origins.Policy.from_setting(settings.allowed_origins)
+        self._refusals = Throttled(log)
         self._echoes: set[web.WebSocketResponse] = set()  # open /ws/echo connections
         # Connection ids are unique across workers and restarts: worker, process nonce, sequence.
         self._ids = itertools.count(1)
@@ -78,11 +81,19 @@ class Worker:
     async def _admit(
         self, request: web.Request, decode_text: bool
     ) -> tuple[web.WebSocketResponse, AbstractStreamWriter | None]:
-        """Complete the handshake, then close at once with 1001 (draining) or 1013 (full).
+        """Refuse a foreign Origin with 403 before the upgrade; complete the handshake, then
+        close at once with 1001 (draining) or 1013 (full).
 
         Checked after the handshake, so a drain that starts meanwhile cannot miss the connection.
         Returns the socket and, when admitted, its stream (None when refused).
         """
+        origin = request.headers.get(hdrs.ORIGIN)
+        if not self.origins.allows(origin, request.host):
+            # Before the upgrade: a page of another site must not get a socket at all (its
+            # visitor's browser would lend it the visitor's network and cookies).
+            self.metrics.refused_origin.value += 1
+            self._refusals.warn("origin", f"refused a WebSocket from origin {origin!r}")
+            raise web.HTTPForbidden(text="origin not allowed\n")
         ws = self._websocket(decode_text)
         stream = await ws.prepare(request)
         if self.draining:

@@ -16,6 +16,8 @@ from typing import Any
 
 from wsmon.yamlfile import YamlFileError, read_yaml
 
+from . import origins
+
 ENV_PREFIX = "WSMON_"
 
 
@@ -45,6 +47,12 @@ class Settings:
     log_level: str = "info"
     # Empty: the packaged alerting/thresholds.yaml.
     thresholds_file: str = ""
+    # Empty: a browser may connect only from the server's own origin (the /testing page).
+    allowed_origins: str = ""
+    handshake_timeout_seconds: float = 10.0
+    # The extreme load profile opens 1,000 connections at once from one address (with its
+    # probe and scrapes): the burst, ten seconds' worth, lets it through.
+    handshake_rate_limit: int = 200
 
     def to_mapping(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -136,6 +144,30 @@ OPTIONS: tuple[Option, ...] = (
         lambda v: True,
         "a path (empty: the packaged thresholds)",
         "alert thresholds /api/health judges by (empty: the packaged alerting/thresholds.yaml)",
+    ),
+    Option(
+        "allowed_origins",
+        str,
+        lambda v: all(origins.valid_pattern(p) for p in origins.split(v)),
+        "comma-separated origins: scheme://host[:port], scheme://*.domain, or *",
+        "origins browsers may open WebSockets from (https://app.example.com,"
+        " https://*.example.com, or * for any); other origins get 403. Empty: only the"
+        " server's own; clients that send no Origin (servers, CLIs) always pass",
+    ),
+    Option(
+        "handshake_timeout_seconds",
+        float,
+        lambda v: v > 0,
+        "a number > 0",
+        "seconds a new connection may stay silent before sending its request; then it is cut",
+    ),
+    Option(
+        "handshake_rate_limit",
+        int,
+        lambda v: v >= 0,
+        "an integer >= 0 (0: off)",
+        "new connections one client address may open per second (bursts of ten seconds'"
+        " worth pass); the rest are closed at once",
     ),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}

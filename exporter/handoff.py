@@ -15,6 +15,7 @@ import socket
 from collections.abc import Sequence
 
 from .config import Settings
+from .gate import Gate
 from .metrics import Cell
 from .pool import Slot
 
@@ -25,10 +26,18 @@ MAX_QUEUED_HANDOFFS = 4096  # per worker; past this its connections go elsewhere
 
 
 class Handoff:
-    def __init__(self, settings: Settings, slots: Sequence[Slot], no_worker: Cell) -> None:
+    def __init__(
+        self, settings: Settings, slots: Sequence[Slot], no_worker: Cell, refused: dict[str, Cell]
+    ) -> None:
         self.settings = settings
         self.slots = slots
         self._no_worker = no_worker  # connections no worker could take
+        self._gate = Gate(
+            settings.handshake_rate_limit,
+            settings.handshake_timeout_seconds,
+            refused,
+            self._hand_off,
+        )
         self._listener: socket.socket | None = None
         self._closed = False
 
@@ -55,6 +64,7 @@ class Handoff:
     def close(self) -> None:
         """Stop accepting for good: the pool is draining."""
         self._closed = True
+        self._gate.close()
         if self._listener is not None:
             asyncio.get_running_loop().remove_reader(self._listener.fileno())
             self._listener.close()
@@ -72,7 +82,7 @@ class Handoff:
         assert listener is not None
         while True:
             try:
-                conn, _ = listener.accept()
+                conn, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -84,7 +94,7 @@ class Handoff:
                 loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
                 return
             self._tune(conn)
-            self._hand_off(conn)
+            self._gate.admit(conn, peer[0])
 
     def _resume_accepting(self) -> None:
         if not self._closed:

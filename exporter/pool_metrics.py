@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from . import process_metrics
 from .control import Op
+from .gate import HANDSHAKE_TIMEOUT, RATE_LIMITED
 from .metrics import Cell, Registry, Sample, Snapshot, from_wire, merge, values, without_gauges
 from .pool import Slot
 
@@ -33,6 +34,11 @@ class PoolMetrics:
             self.registry["wsmon_worker_restarts_total"].child(str(slot.index)) for slot in slots
         ]
         self.no_worker: Cell = self.registry["wsmon_connections_rejected_total"].child("no_worker")
+        refused = self.registry["wsmon_handshakes_refused_total"]
+        # The gate's reasons; a worker counts "origin".
+        self.refused: dict[str, Cell] = {
+            r: refused.child(r) for r in (RATE_LIMITED, HANDSHAKE_TIMEOUT)
+        }
         self.retired: Snapshot = {}  # counters of workers that died, so pool totals never go back
         self._requests = itertools.count(1)
 

@@ -42,7 +42,7 @@ class Supervisor:
         self.tasks = Background()
         self.metrics = PoolMetrics(self.slots)
         self.health = PoolHealth(self.slots, self.metrics, thresholds)
-        self.handoff = Handoff(settings, self.slots, self.metrics.no_worker)
+        self.handoff = Handoff(settings, self.slots, self.metrics.no_worker, self.metrics.refused)
         self.pool = Pool(
             settings,
             self.slots,

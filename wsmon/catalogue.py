@@ -89,6 +89,16 @@ CATALOGUE: Final = (
         ("worker",),
     ),
     Spec("wsmon_connections_opened_total", COUNTER, "WebSocket connections accepted.", ("worker",)),
+    # Apart from wsmon_connections_rejected_total, which the rejection-rate alert reads: these
+    # are refused for what the client did, and are shown, never paged on.
+    Spec(
+        "wsmon_handshakes_refused_total",
+        COUNTER,
+        "Connections refused for the client's behaviour: origin (403, not allowed),"
+        " rate_limited (too many new connections from one address), handshake_timeout"
+        " (sent nothing in time).",
+        ("reason",),
+    ),
     Spec(
         "wsmon_connections_rejected_total",
         COUNTER,

@@ -135,7 +135,8 @@ def start_baseline(kind: str, processes: int = 1) -> Server:
 
 def start_wsmon(workers: int, *extra: str) -> Server:
     """wsmon with its per-connection flood limit lifted: one ping-pong connection sends ~1,500
-    messages a second, over the default limit of 1,000, and refusing them is not what we measure.
+    messages a second, over the default limit of 1,000, and refusing them is not what we measure;
+    and the per-address handshake limit off: 10,000 connections come from one address.
     """
     port = free_port()
     wsmon = Path(sys.executable).with_name("wsmon")
@@ -150,6 +151,8 @@ def start_wsmon(workers: int, *extra: str) -> Server:
         "warning",
         "--rate-limit",
         "1000000",
+        "--handshake-rate-limit",
+        "0",
         *extra,
     ]
     launched = [subprocess.Popen(command)]
