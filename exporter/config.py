@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from wsmon.yamlfile import YamlFileError, read_yaml
+from wsmon.yamlfile import YamlFileError, read_yaml, shown
 
 from . import origins
 
@@ -191,12 +191,14 @@ def _coerce(option: Option, raw: Any, source: str) -> Any:
             value = raw.strip()
             if option.name == "log_level":
                 value = value.lower()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: float() of a huge integer
         raise ConfigError(
-            f"{source}: {option.name}: must be {option.requirement}, got {raw!r}"
+            f"{source}: {option.name}: must be {option.requirement}, got {shown(raw)}"
         ) from None
     if not option.check(value):
-        raise ConfigError(f"{source}: {option.name}: must be {option.requirement}, got {raw!r}")
+        raise ConfigError(
+            f"{source}: {option.name}: must be {option.requirement}, got {shown(raw)}"
+        )
     return value
 
 

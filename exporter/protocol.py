@@ -123,7 +123,9 @@ _KNOWN_TYPES = ", ".join(CLIENT_TYPES)
 
 def _unknown_type(obj: dict[str, Any], message_type: Any) -> ProtocolError:
     ref = obj.get("id")
-    ref = ref if type(ref) is str or type(ref) is int else None
+    # Echoed only when it is an id the protocol accepts (docs/protocol.md): else null.
+    usable = type(ref) is int or (type(ref) is str and len(ref) <= MAX_ID_LENGTH)
+    ref = ref if usable else None
     if message_type is None:
         return ProtocolError(INVALID, MISSING_FIELD, "type: missing", ref)
     known = _KNOWN_TYPES

@@ -17,7 +17,7 @@ from importlib.resources.abc import Traversable
 from types import MappingProxyType
 from typing import Any, Final
 
-from wsmon.yamlfile import YamlFileError, read_yaml
+from wsmon.yamlfile import YamlFileError, read_yaml, shown
 
 from .indicators import BY_KEY, Indicator
 
@@ -95,12 +95,15 @@ def duration_seconds(text: str) -> float:
 def _check_value(raw: Any, indicator: Indicator | None, condition: str | None) -> str | None:
     """The problem with `value`, or None; knows the metric's range so 80 for 80 % is caught."""
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        return f"must be a number, got {raw!r}"
+        return f"must be a number, got {shown(raw)}"
     if indicator is None:
         return None
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer of hundreds of digits
+        return f"must be a number in {indicator.range_text()}, got {shown(raw)}"
     if not indicator.low <= value <= indicator.high:
-        return f"must be {indicator.range_text()} for {indicator.key}, got {raw!r}"
+        return f"must be {indicator.range_text()} for {indicator.key}, got {shown(raw)}"
     if condition is None:
         return None
     # A threshold at the edge of the range is always or never past: a typo, not a choice.
@@ -123,34 +126,41 @@ def _entry_problems(entry: Any) -> list[tuple[str, str]]:
         if key not in FIELDS:
             close = difflib.get_close_matches(str(key), FIELDS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append((str(key), f"unknown field{hint}; fields are {', '.join(FIELDS)}"))
+            # Quoted and cut short: a key is the file's text, and may hold a newline.
+            problems.append((shown(key), f"unknown field{hint}; fields are {', '.join(FIELDS)}"))
     for field in FIELDS:
         if field not in entry:
             problems.append((field, "missing"))
     name = entry.get("name")
     if "name" in entry and not (isinstance(name, str) and _NAME.match(name)):
-        problems.append(("name", f"must be an identifier like HighErrorRate, got {name!r}"))
+        problems.append(("name", f"must be an identifier like HighErrorRate, got {shown(name)}"))
     metric = entry.get("metric")
     indicator = BY_KEY.get(metric) if isinstance(metric, str) else None
     if "metric" in entry and indicator is None:
         close = difflib.get_close_matches(str(metric), BY_KEY, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        problems.append(("metric", f"unknown metric {metric!r}{hint}; known: {', '.join(BY_KEY)}"))
+        problems.append(
+            ("metric", f"unknown metric {shown(metric)}{hint}; known: {', '.join(BY_KEY)}")
+        )
     raw_condition = entry.get("condition")
     # isinstance first: a YAML list or mapping here is unhashable, so no dict lookup.
     valid = isinstance(raw_condition, str) and raw_condition in CONDITIONS
     condition = raw_condition if valid else None
     if "condition" in entry and condition is None:
         choices = ", ".join(CONDITIONS)
-        problems.append(("condition", f"must be one of {choices}, got {raw_condition!r}"))
+        problems.append(("condition", f"must be one of {choices}, got {shown(raw_condition)}"))
     if "value" in entry and (problem := _check_value(entry["value"], indicator, condition)):
         problems.append(("value", problem))
     duration = entry.get("for")
     if "for" in entry and not (isinstance(duration, str) and _DURATION.match(duration)):
-        problems.append(("for", f"must be a duration like 0s, 30s, 5m or 1h, got {duration!r}"))
+        problems.append(
+            ("for", f"must be a duration like 0s, 30s, 5m or 1h, got {shown(duration)}")
+        )
     severity = entry.get("severity")
     if "severity" in entry and severity not in SEVERITIES:
-        problems.append(("severity", f"must be one of {', '.join(SEVERITIES)}, got {severity!r}"))
+        problems.append(
+            ("severity", f"must be one of {', '.join(SEVERITIES)}, got {shown(severity)}")
+        )
     elif severity == "critical" and indicator is not None and not indicator.may_page:
         problems.append(
             (
@@ -160,7 +170,7 @@ def _entry_problems(entry: Any) -> list[tuple[str, str]]:
             )
         )
     if "enabled" in entry and not isinstance(entry["enabled"], bool):
-        problems.append(("enabled", f"must be true or false, got {entry['enabled']!r}"))
+        problems.append(("enabled", f"must be true or false, got {shown(entry['enabled'])}"))
     return problems
 
 
@@ -172,7 +182,7 @@ def parse(data: Any, source: str) -> tuple[Threshold, ...]:
     seen: dict[str, int] = {}
     for number, entry in enumerate(data, start=1):
         name = entry.get("name") if isinstance(entry, dict) else None
-        where = f"{source}: entry {number}" + (f" ({name!r})" if isinstance(name, str) else "")
+        where = f"{source}: entry {number}" + (f" ({shown(name)})" if isinstance(name, str) else "")
         problems = _entry_problems(entry)
         if isinstance(name, str):
             if name in seen:

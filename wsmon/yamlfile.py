@@ -7,6 +7,15 @@ from typing import Any
 
 import yaml
 
+SHOWN_CHARACTERS = 80
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut short. A YAML alias bomb of a few
+    hundred bytes expands to megabytes, and a message must not."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 1] + "…"
+
 
 class YamlFileError(ValueError):
     """The file cannot be read or is not YAML; the message names the file (and line, column)."""
@@ -41,3 +50,11 @@ def read_yaml(path: Traversable, what: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise YamlFileError(f"{path}: not valid YAML{where}: {exc}") from None
+    except RecursionError:
+        raise YamlFileError(f"{path}: not valid YAML: nested too deeply") from None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for a scalar its tag or form promises and does not
+        # hold (`!!int abc`, the date 2001-13-01, `!!bool maybe`): the file is still at fault.
+        raise YamlFileError(
+            f"{path}: not valid YAML: a value cannot be read ({exc!r:.80})"
+        ) from None

@@ -141,9 +141,9 @@ def test_a_good_entry_parses_to_a_threshold() -> None:
         (entry(name=None), "thresholds.yaml: entry 1: name: missing"),
         (
             entry(treshold=1),
-            "entry 1 ('HighErrorRate'): treshold: unknown field; fields are name, metric,",
+            "entry 1 ('HighErrorRate'): 'treshold': unknown field; fields are name, metric,",
         ),
-        (entry(valu=1), "valu: unknown field (did you mean 'value'?)"),
+        (entry(valu=1), "'valu': unknown field (did you mean 'value'?)"),
         ("just text", "entry 1: entry: must be a mapping of name, metric,"),
     ],
 )
