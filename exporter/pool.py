@@ -73,6 +73,23 @@ class Slot:
 ControlReader = Callable[[Slot, ControlChannel], Coroutine[Any, Any, None]]
 
 
+class WorkerChannel(ControlChannel):
+    """The supervisor's end of a worker's control channel.
+
+    A worker that dies is still `alive` to the supervisor until its exit is reaped (_watch), and
+    meanwhile the other workers' deliveries are relayed to it. The first write after its death
+    fails (EPIPE) and closes the transport; uvloop then raises on every later write, and a raise
+    in Relay.forward ended the loop over the workers, so the workers after the dead one lost
+    those deliveries (tests/integration/test_faults.py, 3 workers, one SIGKILLed mid-broadcast).
+    What is written to a dead worker has nobody to reach: it is dropped, as asyncio's own loop
+    does, and the other workers get theirs.
+    """
+
+    def write(self, frame: bytes) -> None:
+        if not self._writer.transport.is_closing():
+            super().write(frame)
+
+
 class Pool:
     """Starts a process in every slot and keeps one there until the pool drains."""
 
@@ -127,7 +144,7 @@ class Pool:
             handoff_child.close()
         handoff_parent.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=control_parent)
-        channel = ControlChannel(reader, writer)
+        channel = WorkerChannel(reader, writer)
         slot.begin(channel, handoff_parent)
         self._tasks.spawn(self._read_control(slot, channel))
         self._tasks.spawn(self._watch(slot, slot.process))

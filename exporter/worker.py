@@ -97,8 +97,21 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
 
     await stop.wait()
     loop.remove_reader(handoff.fileno())
-    await worker.drain()
-    await runner.cleanup()
+
+    async def shut_down() -> None:
+        await worker.drain()
+        await runner.cleanup()
+
+    # The supervisor kills a worker that has not drained within drain_seconds + 2 s (pool.py),
+    # but after a SIGKILL of the supervisor nobody does: a handler stuck writing to a client that
+    # stopped reading kept its worker (and its connections) alive through aiohttp's 60 s shutdown
+    # timeout, twice, 122 s in all (tests/integration/test_faults.py). So the worker holds itself
+    # to the bound, a second before the supervisor would act; leaving run() cancels what is left.
+    try:
+        await asyncio.wait_for(shut_down(), settings.drain_seconds + 1.0)
+    except TimeoutError:
+        log.warning("worker %d: not drained in %.1fs; exiting", index, settings.drain_seconds + 1)
+        return
     log.debug("worker %d drained", index)
 
 
