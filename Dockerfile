@@ -44,5 +44,7 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"]
 ENTRYPOINT ["wsmon"]
 # Flags, not WSMON_* variables: they are dropped with this CMD when a command (`serve --config
-# FILE`, as in Compose) replaces it, and would otherwise override that file's settings.
+# FILE`, as in Compose) replaces it, and would otherwise override that file's settings. The
+# server starts only with a way to check tokens: mount a JWT secret and set
+# WSMON_AUTH_JWT_SECRET_FILE (Kubernetes does), or pass --no-auth for a trial (Compose does).
 CMD ["serve", "--host", "0.0.0.0", "--port", "8080"]

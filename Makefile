@@ -33,8 +33,10 @@ tools:  ## install the Debian tools the integration tests run (needs root or sud
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS) >/dev/null; \
 	fi
 
-run: $(STAMP)  ## serve on $(HOST):$(PORT) (Ctrl-C drains and stops)
-	$(BIN)/wsmon serve --host $(HOST) --port $(PORT)
+# Development: no tokens checked (the server says so at start and every minute); production
+# sets auth_jwt_secret_file (README, Authentication).
+run: $(STAMP)  ## serve on $(HOST):$(PORT) without authentication (Ctrl-C drains and stops)
+	$(BIN)/wsmon serve --host $(HOST) --port $(PORT) --no-auth
 
 test: $(STAMP) tools  ## run the whole test suite
 	$(BIN)/python -P -m pytest -q

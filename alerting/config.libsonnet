@@ -141,6 +141,11 @@
         // What the grafana Helm chart's sidecars look for by default.
         dashboardLabel: { grafana_dashboard: '1' },
         datasourceLabel: { grafana_datasource: '1' },
+        // The Secret holding the HS256 secret clients' JWTs are signed with (key authSecretKey),
+        // and the one holding the admin token Prometheus' probes send (key `token`).
+        authSecret: 'wsmon-auth',
+        authSecretKey: 'jwt.secret',
+        probeTokenSecret: 'wsmon-probe-token',
       },
       paths: {
         wsmon: '/usr/local/bin/wsmon',
@@ -148,6 +153,8 @@
         // Beside it: the thresholds /api/health judges by, the copy admins edit (`wsmon thresholds
         // --file`) and the server re-reads on SIGHUP (`systemctl reload wsmon`).
         wsmonThresholds: '/etc/wsmon/thresholds.yaml',
+        // The HS256 secret clients' JWTs are signed with (empty: no tokens checked, --no-auth).
+        wsmonJwtSecret: '/etc/wsmon/jwt.secret',
         prometheus: '/usr/bin/prometheus',
         prometheusConfig: '/etc/prometheus/wsmon',
         prometheusData: '/var/lib/prometheus/wsmon',

@@ -30,8 +30,22 @@ HEADER: Final = (
 RULES: Final = f"prometheus/{alerting.RULES}"
 ALERTMANAGER_DIR: Final = "alertmanager"
 DASHBOARDS_DIR: Final = "grafana/dashboards"
+# The marker of kubernetes.libsonnet's yamlText.
+YAML_TEXT: Final = "__yaml_text__"
 # Beside wsmon.yaml, which names it (paths.wsmonThresholds in the config).
 THRESHOLDS: Final = "wsmon/thresholds.yaml"
+
+
+def _embed_yaml(document: Any) -> Any:
+    """`{YAML_TEXT: doc}` anywhere in `document` becomes doc's YAML text (a file inside a
+    Kubernetes Secret or ConfigMap), written here rather than by Jsonnet, which is slow at it."""
+    if isinstance(document, dict):
+        if set(document) == {YAML_TEXT}:
+            return alerting.to_yaml(document[YAML_TEXT], "")
+        return {key: _embed_yaml(value) for key, value in document.items()}
+    if isinstance(document, list):
+        return [_embed_yaml(item) for item in document]
+    return document
 
 
 def render(
@@ -57,7 +71,9 @@ def render(
         more={"dashboards": rendered_dashboards},
     )
     files = {
-        path: content if isinstance(content, str) else alerting.to_yaml(content, HEADER)
+        path: content
+        if isinstance(content, str)
+        else alerting.to_yaml(_embed_yaml(content), HEADER)
         for path, content in documents.items()
     }
     for name, text in alerting.render(thresholds, overrides).items():

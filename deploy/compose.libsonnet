@@ -31,6 +31,9 @@ function(configure, c)
   local listen(part) = ':%d' % d.ports[part];
   {
     'compose/prometheus/prometheus.yml': common.prometheusConfig(address),
+    // A trial on loopback-published ports: no tokens (the server runs with --no-auth and says
+    // so in its log every minute). For more, give it the one-host file's auth_jwt_secret_file.
+    'compose/wsmon/wsmon.yaml': common.wsmonSettings(null),
     'compose/grafana/datasources/wsmon.yaml': common.datasources(url),
     // The mixin's Alertmanager config sending to the mail catcher: no TLS and no login there, so
     // no auth fields (an empty username leaves them out).
@@ -49,10 +52,10 @@ function(configure, c)
           build: { context: '..', dockerfile: 'Dockerfile' },
           image: d.image,
           // The one-host settings file: it listens on 0.0.0.0 at the port below.
-          command: ['serve', '--config', d.paths.wsmonConfig],
+          command: ['serve', '--config', d.paths.wsmonConfig, '--no-auth'],
           // wsmon.yaml and the thresholds.yaml it names, where the settings file expects them.
           volumes: [
-            mount('wsmon/wsmon.yaml', d.paths.wsmonConfig),
+            mount('compose/wsmon/wsmon.yaml', d.paths.wsmonConfig),
             mount('wsmon/thresholds.yaml', d.paths.wsmonThresholds),
           ],
           ports: [publish(d.ports.wsmon)],

@@ -17,24 +17,22 @@ function(c)
   // Flags one per line, so a diff shows the one that changed.
   local exec(argv) = std.join(' \\\n    ', argv);
   local install = { name: 'Install', keys: { WantedBy: 'multi-user.target' } };
+  // Tokens are checked unless the secret's path is empty (`make stack`, which says --no-auth).
+  local auth = if d.paths.wsmonJwtSecret == '' then null else d.paths.wsmonJwtSecret;
+  // Beside prometheus.yml, which names it relative to itself.
+  local probeToken = 'probe.token';
   {
-    'prometheus/prometheus.yml': common.prometheusConfig(address),
+    'prometheus/prometheus.yml': common.prometheusConfig(address, if auth == null then null else probeToken),
     'grafana/provisioning/datasources/wsmon.yaml': common.datasources(url),
+  } + (if auth == null then {} else {
+    // A placeholder, so the bundle's prometheus.yml checks and loads as it is; until it holds
+    // an admin token, the probe job's scrapes are refused (401) and show as down.
+    ['prometheus/' + probeToken]: 'REPLACE-THIS-LINE-WITH-AN-ADMIN-TOKEN (a JWT signed with %s, roles: [admin])\n' % auth,
+  }) + {
     'grafana/provisioning/dashboards/wsmon.yaml': common.dashboardProvider(d.paths.grafanaDashboards),
-    // The file the unit's --config names. Only what an installed server changes from `wsmon
-    // serve`'s defaults; every other key is listed by `wsmon serve --help`.
-    'wsmon/wsmon.yaml': common.header + |||
-      # wsmon serve's settings (flags and WSMON_* variables override them).
-      # Clients connect from other machines: listen on every address, not only loopback.
-      host: 0.0.0.0
-      # Prometheus scrapes /metrics here (deploy/prometheus/prometheus.yml).
-      port: %(port)d
-      # SIGTERM drains for this long; the unit's TimeoutStopSec waits longer.
-      drain_seconds: %(drain)d
-      # What /api/health judges by: the rules' thresholds, copied beside this file. Edit it with
-      # `wsmon thresholds --file`; SIGHUP (`systemctl reload wsmon`) makes an edit live.
-      thresholds_file: %(thresholds)s
-    ||| % { port: d.ports.wsmon, drain: d.drainSeconds, thresholds: d.paths.wsmonThresholds },
+    // The file the unit's --config names: only what an installed server changes from `wsmon
+    // serve`'s defaults (every other key is listed by `wsmon serve --help`).
+    'wsmon/wsmon.yaml': common.wsmonSettings(auth),
     'systemd/wsmon.service': unit([
       {
         name: 'Unit',

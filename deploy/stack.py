@@ -251,6 +251,8 @@ def plan(
                 "grafanaDashboards": str(config / "grafana" / "dashboards"),
                 "wsmonConfig": str(config / "wsmon" / "wsmon.yaml"),
                 "wsmonThresholds": str(config / "wsmon" / "thresholds.yaml"),
+                # A development stack on loopback: no tokens (wsmon is started with --no-auth).
+                "wsmonJwtSecret": "",
             },
         },
     }
@@ -270,8 +272,9 @@ def plan(
             None,
         ),
         # The bundle's wsmon.yaml listens on every address, as an installed server does; the
-        # stack stays on loopback (a flag outranks the file).
-        Part("wsmon", (*wsmon, "--host", HOST), ports["wsmon"], "/readyz"),
+        # stack stays on loopback (a flag outranks the file), and checks no tokens: its log
+        # says so every minute.
+        Part("wsmon", (*wsmon, "--host", HOST, "--no-auth"), ports["wsmon"], "/readyz"),
         Part(
             "alertmanager",
             tuple(exec_start(files["systemd/wsmon-alertmanager.service"])),

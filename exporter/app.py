@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from time import perf_counter
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_websocket import WebSocketError
 
-from . import origins, protocol, runbooks, testing_page
+from . import auth, origins, protocol, runbooks, testing_page
 from .cluster import Cluster
 from .config import Settings
 from .exposition import Exposition
@@ -35,6 +38,7 @@ INVALID_TEXT = 1007
 REPLY_HIGH_WATER = 64 * 1024
 
 ClusterFactory = Callable[[WorkerMetrics, Hub], Cluster]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Worker:
@@ -49,8 +53,13 @@ class Worker:
         self.handlers = Handlers(self.hub, self.cluster, self.metrics)
         self.draining = False
         self.exposition = Exposition()
-        self.prober = Prober(settings.workers)
+        # The probe's own connections present the pool's probe key (auth.Gatekeeper).
+        self.prober = Prober(settings.workers, os.environ.get(auth.PROBE_KEY_VARIABLE))
         self.origins = origins.Policy.from_setting(settings.allowed_origins)
+        self.gatekeeper = auth.Gatekeeper(
+            auth.from_settings(settings), os.environ.get(auth.PROBE_KEY_VARIABLE)
+        )
+        self.tasks: set[asyncio.Future[Any]] = set()  # closes under way (expired tokens)
         self._refusals = Throttled(log)
         self._echoes: set[web.WebSocketResponse] = set()  # open /ws/echo connections
         # Connection ids are unique across workers and restarts: worker, process nonce, sequence.
@@ -65,7 +74,9 @@ class Worker:
         # (frames.py). No WebSocket heartbeat either: aiohttp re-arms its timer on every message,
         # about 1 us each; the supervisor sets TCP keepalive on every socket instead.
         # aiohttp refuses a frame of max_msg_size bytes; max_message_bytes is the largest accepted.
+        # The bearer subprotocol is answered when offered (a browser's way of sending its token).
         return web.WebSocketResponse(
+            protocols=(auth.BEARER_PROTOCOL,),
             max_msg_size=self.settings.max_message_bytes + 1,
             compress=False,
             decode_text=decode_text,
@@ -78,9 +89,24 @@ class Worker:
     def _count_active(self) -> None:
         self.metrics.active.value = len(self.hub.connections) + len(self._echoes)
 
+    def _authenticate(self, request: web.Request) -> auth.Identity | None:
+        """The handshake's identity (None with authentication off), or 401 before the upgrade."""
+        offered = request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "")
+        protocols = [p.strip() for p in offered.split(",") if p.strip()]
+        token = auth.token_from(request.headers.get(hdrs.AUTHORIZATION), protocols)
+        try:
+            return self.gatekeeper.identify(token)
+        except auth.AuthError as exc:
+            self.metrics.refused["unauthenticated"].value += 1
+            # The reason only: a token never reaches a log line.
+            self._refusals.warn("unauthenticated", f"refused a WebSocket: {exc}")
+            raise web.HTTPUnauthorized(
+                headers={hdrs.WWW_AUTHENTICATE: auth.challenge(exc)}, text=f"{exc}\n"
+            ) from None
+
     async def _admit(
         self, request: web.Request, decode_text: bool
-    ) -> tuple[web.WebSocketResponse, AbstractStreamWriter | None]:
+    ) -> tuple[web.WebSocketResponse, AbstractStreamWriter | None, auth.Identity | None]:
         """Refuse a foreign Origin with 403 before the upgrade; complete the handshake, then
         close at once with 1001 (draining) or 1013 (full).
 
@@ -91,9 +117,10 @@ class Worker:
         if not self.origins.allows(origin, request.host):
             # Before the upgrade: a page of another site must not get a socket at all (its
             # visitor's browser would lend it the visitor's network and cookies).
-            self.metrics.refused_origin.value += 1
+            self.metrics.refused["origin"].value += 1
             self._refusals.warn("origin", f"refused a WebSocket from origin {origin!r}")
             raise web.HTTPForbidden(text="origin not allowed\n")
+        identity = self._authenticate(request)
         ws = self._websocket(decode_text)
         stream = await ws.prepare(request)
         if self.draining:
@@ -101,22 +128,26 @@ class Worker:
         elif self.at_capacity:
             reason, code, text = "capacity", TRY_AGAIN_LATER, b"worker at capacity"
         else:
-            return ws, stream
+            return ws, stream, identity
         self.metrics.rejected[reason].value += 1
         await ws.close(code=code, message=text)
-        return ws, None
+        return ws, None, identity
 
     async def serve_ws(self, request: web.Request) -> web.StreamResponse:
         # Text frames stay bytes: orjson parses (and checks the UTF-8 of) bytes directly, and an
         # echo goes back as the very bytes that came in.
-        ws, stream = await self._admit(request, decode_text=False)
+        ws, stream, identity = await self._admit(request, decode_text=False)
         if stream is None:
             return ws
         transport = request.transport
         assert transport is not None
         m = self.metrics
         conn = Connection(self._new_id(), ws, transport)
+        expiry = self._expire(ws, identity)
         self.hub.add(conn)
+        if identity is not None:  # the token names the user: `identify` cannot change it
+            conn.identity = identity
+            self.hub.identify(conn, identity.user)
         self._count_active()
         m.opened.value += 1
         violation: int | None = None
@@ -124,10 +155,54 @@ class Worker:
             self._send(conn, protocol.welcome(conn.id, self.index), m.sent["welcome"])
             violation = await self._read_loop(conn, ws, stream.drain)
         finally:
+            expiry.cancel()
             self.hub.remove(conn)
             self._count_active()
-            m.close_code(violation or ws.close_code).value += 1
+            # aiohttp reports the close handshake's last code, not the one this side sent.
+            m.close_code(auth.EXPIRED if expiry.expired else violation or ws.close_code).value += 1
         return ws
+
+    def _admin(self, handler: Handler, *, browser: bool = False) -> Handler:
+        """`handler` for an admin token only (Bearer; or, for a page a browser opens, the token
+        as the password of Basic authentication, which the browser asks its user for)."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if not self.gatekeeper.enabled:
+                return await handler(request)
+            try:
+                identity = self.gatekeeper.identify(
+                    auth.admin_token(request.headers.get(hdrs.AUTHORIZATION))
+                )
+            except auth.AuthError as exc:
+                self.metrics.refused["unauthenticated"].value += 1
+                self._refusals.warn("unauthenticated", f"refused {request.path}: {exc}")
+                challenge = auth.challenge(exc)
+                if browser:
+                    challenge = f'Basic realm="wsmon admin", {challenge}'
+                raise web.HTTPUnauthorized(
+                    headers={hdrs.WWW_AUTHENTICATE: challenge}, text=f"{exc}\n"
+                ) from None
+            if identity is None or not identity.admin:
+                raise web.HTTPForbidden(text=f"{request.path} needs the admin role\n")
+            return await handler(request)
+
+        return guarded
+
+    def _expire(self, ws: web.WebSocketResponse, identity: auth.Identity | None) -> Expiry:
+        """Close the connection with 4001 when its token expires."""
+        if identity is None or identity.expires is None:
+            return NEVER  # shared: no object per connection that cannot expire
+        expiry = Expiry()
+
+        def close() -> None:
+            expiry.expired = True
+            closing = asyncio.ensure_future(ws.close(code=auth.EXPIRED, message=b"token expired"))
+            self.tasks.add(closing)  # held until done: the loop keeps only a weak reference
+            closing.add_done_callback(self.tasks.discard)
+
+        delay = max(0.0, identity.expires - time.time())
+        expiry.handle = asyncio.get_running_loop().call_later(delay, close)
+        return expiry
 
     def _send(self, conn: Connection, payload: bytes, counter: Cell) -> None:
         """Write one reply frame to the sender (off the hot path; _read_loop inlines this)."""
@@ -257,10 +332,11 @@ class Worker:
         Its connections count like any other (active, capacity, opened, closed, drain) but are
         not /ws members: no welcome, no deliveries, and their frames are not messages by type.
         """
-        ws, stream = await self._admit(request, decode_text=True)
+        ws, stream, identity = await self._admit(request, decode_text=True)
         if stream is None:
             return ws
         m = self.metrics
+        expiry = self._expire(ws, identity)
         self._echoes.add(ws)
         self._count_active()
         m.opened.value += 1
@@ -277,9 +353,10 @@ class Worker:
                 m.bytes_in.value += size
                 m.bytes_out.value += size
         finally:
+            expiry.cancel()
             self._echoes.discard(ws)
             self._count_active()
-            m.close_code(ws.close_code).value += 1
+            m.close_code(auth.EXPIRED if expiry.expired else ws.close_code).value += 1
         return ws
 
     async def serve_metrics(self, request: web.Request) -> web.Response:
@@ -328,19 +405,55 @@ class Worker:
         app.router.add_get("/ws/echo", self.serve_echo)
         app.router.add_get("/metrics", self.serve_metrics)
         app.router.add_get("/runbooks", self.serve_runbooks)
-        app.router.add_get("/testing", testing_page.handler(self.settings.workers))
+        # Admin surfaces: with authentication on, they need a token with the admin role.
+        app.router.add_get(
+            "/testing", self._admin(testing_page.handler(self.settings.workers), browser=True)
+        )
         app.router.add_get("/healthz", self.serve_healthz)
         app.router.add_get("/readyz", self.serve_readyz)
         app.router.add_get("/api/health", self.serve_health)
-        app.router.add_get("/probe", self.prober.serve)
+        app.router.add_get("/probe", self._admin(self.prober.serve))
 
         async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
             await self.cluster.start()
+            # Development mode says so every minute, from one worker, so it is in every page of
+            # the log anyone reads (the supervisor says it once at start).
+            reminder = (
+                asyncio.ensure_future(_remind_no_auth())
+                if self.settings.no_auth and self.index == 0
+                else None
+            )
             yield
+            if reminder is not None:
+                reminder.cancel()
             await self.cluster.stop()
 
         app.cleanup_ctx.append(lifecycle)
         return app
+
+
+class Expiry:
+    """When a connection's token expires: the timer, and whether it went off."""
+
+    __slots__ = ("expired", "handle")
+
+    def __init__(self) -> None:
+        self.handle: asyncio.TimerHandle | None = None
+        self.expired = False
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+
+
+NEVER = Expiry()
+NO_AUTH_REMINDER_SECONDS = 60.0
+
+
+async def _remind_no_auth() -> None:
+    while True:
+        await asyncio.sleep(NO_AUTH_REMINDER_SECONDS)
+        log.warning("%s", auth.NO_AUTH_WARNING)
 
 
 def _is_utf8(data: bytes) -> bool:

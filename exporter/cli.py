@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import socket
 import sys
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import click
 
 from wsmon.thresholds import ThresholdsError
 
-from .config import OPTIONS, ConfigError, Settings, load_settings
+from .config import OPTIONS, ConfigError, Settings, check_auth, load_settings
 from .health import load_thresholds
 from .logs import configure_logging
 
@@ -29,6 +30,11 @@ def _settings_options(command: Callable[..., None]) -> Callable[..., None]:
         flag = "--" + option.name.replace("_", "-")
         default = "one per CPU" if option.name == "workers" else defaults[option.name]
         text = f"{option.help[0].upper()}{option.help[1:]}. [env WSMON_{option.name.upper()}]"
+        if option.kind is bool:  # a switch: given or not (None: not given, the others decide)
+            command = click.option(flag, option.name, is_flag=True, default=None, help=text)(
+                command
+            )
+            continue
         command = click.option(
             flag,
             option.name,
@@ -69,15 +75,26 @@ def serve(config_file: Path | None, **flags: Any) -> None:
             " keepalive with Linux socket options. Run it in a Linux container or VM; the other"
             " commands (loadtest, rules, alerts) work here."
         )
+    # Imported here, past the platform check: PyJWT brings urllib.request, which on macOS loads a
+    # module a Linux-only server has no use for.
+    from . import auth
+
     warnings: list[str] = []
     try:
         settings = load_settings(flags, os.environ, config_file, warnings)
         thresholds = load_thresholds(settings.thresholds_file)
-    except (ConfigError, ThresholdsError) as exc:
+        check_auth(settings)
+        # Read once here, so a bad key or tokens file stops the start, not each worker.
+        auth.from_settings(settings)
+    except (ConfigError, ThresholdsError, auth.AuthConfigError) as exc:
         raise click.UsageError(str(exc)) from None
     configure_logging(settings.log_level, "supervisor")
     for warning in warnings:
         log.warning("%s", warning)
+    if settings.no_auth:
+        log.warning(auth.NO_AUTH_WARNING)
+    # The pool's own probes' key, which the workers inherit (auth.PROBE_KEY_VARIABLE).
+    os.environ[auth.PROBE_KEY_VARIABLE] = secrets.token_urlsafe(32)
     from .supervisor import ListenError
     from .supervisor import serve as run_pool
 

@@ -53,6 +53,12 @@ class Settings:
     # The extreme load profile opens 1,000 connections at once from one address (with its
     # probe and scrapes): the burst, ten seconds' worth, lets it through.
     handshake_rate_limit: int = 200
+    # Exactly one way of checking tokens, or no_auth (development only): see check_auth.
+    auth_jwt_secret_file: str = ""
+    auth_jwt_public_key_file: str = ""
+    auth_tokens_file: str = ""
+    auth_audience: str = ""
+    no_auth: bool = False
 
     def to_mapping(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,8 +75,14 @@ class Option:
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 # Variables of the other wsmon commands (`wsmon alerts`, `wsmon alerts render-config`,
-# `wsmon export`), which share the WSMON_ prefix but are not server settings.
-_OTHER_COMMANDS_VARIABLES = ("WSMON_ALERTMANAGER_URL", "WSMON_SMTP_", "WSMON_PROMETHEUS_URL")
+# `wsmon export`, `wsmon test`, `wsmon loadtest`), which share the WSMON_ prefix but are not
+# server settings.
+_OTHER_COMMANDS_VARIABLES = (
+    "WSMON_ALERTMANAGER_URL",
+    "WSMON_SMTP_",
+    "WSMON_PROMETHEUS_URL",
+    "WSMON_TOKEN_FILE",
+)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -169,6 +181,42 @@ OPTIONS: tuple[Option, ...] = (
         "new connections one client address may open per second (bursts of ten seconds'"
         " worth pass); the rest are closed at once",
     ),
+    Option(
+        "auth_jwt_secret_file",
+        str,
+        lambda v: True,
+        "a path",
+        "file holding the HS256 secret that signs clients' JWTs (at least 32 bytes)",
+    ),
+    Option(
+        "auth_jwt_public_key_file",
+        str,
+        lambda v: True,
+        "a path",
+        "PEM public key that verifies clients' JWTs: RSA for RS256, P-256 for ES256",
+    ),
+    Option(
+        "auth_tokens_file",
+        str,
+        lambda v: True,
+        "a path",
+        "YAML list of static tokens by SHA-256, with their user, roles and prefixes",
+    ),
+    Option(
+        "auth_audience",
+        str,
+        lambda v: True,
+        "a string",
+        "the `aud` a JWT must name (empty: not checked)",
+    ),
+    Option(
+        "no_auth",
+        bool,
+        lambda v: True,
+        "true or false",
+        "development only: accept every client without a token (logged loudly at start and"
+        " every minute)",
+    ),
 )
 OPTIONS_BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -177,9 +225,11 @@ def _coerce(option: Option, raw: Any, source: str) -> Any:
     """Turn a raw value (YAML scalar, environment string or flag) into the option's type."""
     value: Any
     try:
-        if isinstance(raw, bool) or raw is None:
+        if raw is None or (isinstance(raw, bool) and option.kind is not bool):
             raise ValueError
-        if option.kind is int:
+        if option.kind is bool:
+            value = _boolean(raw)
+        elif option.kind is int:
             if isinstance(raw, float) and not raw.is_integer():
                 raise ValueError
             value = int(raw)
@@ -200,6 +250,34 @@ def _coerce(option: Option, raw: Any, source: str) -> Any:
             f"{source}: {option.name}: must be {option.requirement}, got {shown(raw)}"
         )
     return value
+
+
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise ValueError
+
+
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+AUTH_METHODS = ("auth_jwt_secret_file", "auth_jwt_public_key_file", "auth_tokens_file")
+
+
+def check_auth(settings: Settings) -> None:
+    """Exactly one way of checking tokens, or no_auth: a server that accepts everyone must be
+    asked for by name, never be what a missing setting gives."""
+    given = [name for name in AUTH_METHODS if getattr(settings, name)]
+    if settings.no_auth and given:
+        raise ConfigError(f"no_auth and {given[0]} are both set: choose one")
+    if len(given) > 1:
+        raise ConfigError(f"{' and '.join(given)} are both set: choose one way to check tokens")
+    if not given and not settings.no_auth:
+        raise ConfigError(
+            "no authentication configured: set auth_jwt_secret_file, auth_jwt_public_key_file"
+            " or auth_tokens_file (flags, WSMON_* variables or the config file), or --no-auth"
+            " for development"
+        )
 
 
 def _unknown_key(key: str, source: str) -> ConfigError:

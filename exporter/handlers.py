@@ -75,12 +75,30 @@ class Handlers:
     def identify(
         self, conn: Connection, obj: dict[str, Any], ref: MessageId, started: float
     ) -> bytes | None:
+        if conn.identity is not None:
+            raise ProtocolError(
+                "identify", protocol.FORBIDDEN, "user: the token names this connection's user", ref
+            )
         self.hub.identify(conn, obj["user"])
         return self._ack(ref)
+
+    @staticmethod
+    def _allowed(conn: Connection, kind: str, message_type: str, name: str, ref: MessageId) -> None:
+        """A room or topic outside the prefixes the token grants is refused."""
+        identity = conn.identity
+        if identity is None:
+            return
+        allowed = identity.may_join(name) if kind == ROOM else identity.may_use_topic(name)
+        if not allowed:
+            field = "room" if kind == ROOM else "topic"
+            raise ProtocolError(
+                message_type, protocol.FORBIDDEN, f"{field}: the token does not grant {name!r}", ref
+            )
 
     def _join(
         self, kind: str, message_type: str, conn: Connection, name: str, ref: MessageId
     ) -> bytes | None:
+        self._allowed(conn, kind, message_type, name, ref)
         if not self.hub.join(conn, kind, name):
             raise ProtocolError(
                 message_type,
@@ -133,11 +151,16 @@ class Handlers:
     def publish(
         self, conn: Connection, obj: dict[str, Any], ref: MessageId, started: float
     ) -> bytes | None:
+        self._allowed(conn, TOPIC, "publish", obj["topic"], ref)
         self._fanout("publish", TOPIC, obj["topic"], conn, obj, conn, started, ref)
         return self._ack(ref)
 
     def broadcast(
         self, conn: Connection, obj: dict[str, Any], ref: MessageId, started: float
     ) -> bytes | None:
+        if conn.identity is not None and not conn.identity.admin:
+            raise ProtocolError(
+                "broadcast", protocol.FORBIDDEN, "broadcast needs the admin role", ref
+            )
         self._fanout("broadcast", EVERYONE, "", conn, obj, conn, started, ref)
         return self._ack(ref)

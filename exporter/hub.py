@@ -16,6 +16,7 @@ from typing import Final
 
 from aiohttp import web
 
+from .auth import Identity
 from .frames import text_frame
 from .metrics import WorkerMetrics
 
@@ -35,7 +36,16 @@ NO_MEMBERSHIPS: Final[frozenset[tuple[str, str]]] = frozenset()
 class Connection:
     """One open /ws connection: its socket, its identity and memberships, its rate budget."""
 
-    __slots__ = ("id", "memberships", "sent_in_window", "transport", "user", "window_ends", "ws")
+    __slots__ = (
+        "id",
+        "identity",
+        "memberships",
+        "sent_in_window",
+        "transport",
+        "user",
+        "window_ends",
+        "ws",
+    )
 
     def __init__(
         self, connection_id: str, ws: web.WebSocketResponse, transport: asyncio.Transport
@@ -44,6 +54,8 @@ class Connection:
         self.ws = ws
         self.transport = transport
         self.user: str | None = None
+        # Who its token says it is; None when authentication is off (--no-auth).
+        self.identity: Identity | None = None
         # Most connections never join anything: they share one empty frozenset until they do,
         # which saves an empty set (216 bytes) per idle connection.
         self.memberships: AbstractSet[tuple[str, str]] = NO_MEMBERSHIPS

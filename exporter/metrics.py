@@ -220,7 +220,8 @@ class WorkerMetrics:
         # A worker refuses for these reasons; the supervisor counts "no_worker".
         self.rejected: dict[str, Cell] = {r: rejected.child(r) for r in ("capacity", "draining")}
         # The supervisor's gate counts rate_limited and handshake_timeout.
-        self.refused_origin: Cell = family("wsmon_handshakes_refused_total").child("origin")
+        refused = family("wsmon_handshakes_refused_total")
+        self.refused: dict[str, Cell] = {r: refused.child(r) for r in ("origin", "unauthenticated")}
         closed = family("wsmon_connections_closed_total")
         self.closed: dict[str, Cell] = {c: closed.child(c) for c in (*CLOSE_CODES, OTHER)}
         received = family("wsmon_messages_received_total")

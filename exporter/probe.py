@@ -73,16 +73,19 @@ def render(result: selftest.Result) -> bytes:
 class Prober:
     """The /probe handler of one worker."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, key: str | None = None) -> None:
         self.workers = workers  # the pool probe expects every one of them
+        # Its connections' credentials with authentication on: the pool's probe key.
+        self._headers = {"Authorization": f"Bearer {key}"} if key else None
         self._running = 0
 
     async def _check(self, module: str, url: str, step: float) -> selftest.Result:
+        headers = self._headers
         if module == "server":
-            return await selftest.server(url, step)
+            return await selftest.server(url, step, headers=headers)
         if module == "pool":
-            return await selftest.pool(url, self.workers, step_timeout=step)
-        return await selftest.echo(url, step_timeout=step)
+            return await selftest.pool(url, self.workers, step_timeout=step, headers=headers)
+        return await selftest.echo(url, step_timeout=step, headers=headers)
 
     async def serve(self, request: web.Request) -> web.Response:
         module = request.query.get("module", "")

@@ -53,6 +53,7 @@ NOT_IN_ROOM: Final = "not_in_room"
 TOO_MANY_MEMBERSHIPS: Final = "too_many_memberships"
 TOO_LARGE: Final = "too_large"
 INVALID_FRAME: Final = "invalid_frame"
+FORBIDDEN: Final = "forbidden"  # the token does not allow it (a role, a room or topic prefix)
 # Every code above is the client's doing (wsmon_client_errors_total). This one is the server's: a
 # handler raised something other than ProtocolError (wsmon_message_failures_total), and only this
 # kind of failure counts against the message success rate, its alerts and /api/health.

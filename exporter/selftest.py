@@ -19,7 +19,7 @@ import math
 import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -86,7 +86,10 @@ def describe(error: BaseException) -> str:
 
 
 async def _connect(
-    session: aiohttp.ClientSession, url: str, step_timeout: float
+    session: aiohttp.ClientSession,
+    url: str,
+    step_timeout: float,
+    headers: Mapping[str, str] | None = None,
 ) -> aiohttp.ClientWebSocketResponse:
     try:
         # The handshake under its own deadline: a worker that is stopped (not dead) holds the
@@ -97,6 +100,7 @@ async def _connect(
                 timeout=aiohttp.ClientWSTimeout(ws_receive=step_timeout, ws_close=step_timeout),
                 autoping=True,
                 max_msg_size=0,
+                headers=headers,
             )
     except TimeoutError:
         raise Failed(f"no handshake within {step_timeout:g} s") from None
@@ -157,7 +161,11 @@ async def _run(
     return result
 
 
-async def server(url: str, step_timeout: float = DEFAULT_STEP_TIMEOUT) -> Result:
+async def server(
+    url: str,
+    step_timeout: float = DEFAULT_STEP_TIMEOUT,
+    headers: Mapping[str, str] | None = None,
+) -> Result:
     async def body(result: Result) -> None:
         async with aiohttp.ClientSession() as session:
             mark = time.perf_counter()
@@ -168,7 +176,7 @@ async def server(url: str, step_timeout: float = DEFAULT_STEP_TIMEOUT) -> Result
                 result.steps.append(Step(name, now - mark))
                 mark = now
 
-            ws = await _connect(session, url, step_timeout)
+            ws = await _connect(session, url, step_timeout, headers)
             step("handshake")
             try:
                 await _welcome(ws, step_timeout)
@@ -191,6 +199,7 @@ async def pool(
     per_worker: int = DEFAULT_PER_WORKER,
     max_spread: float = DEFAULT_MAX_SPREAD,
     step_timeout: float = DEFAULT_STEP_TIMEOUT,
+    headers: Mapping[str, str] | None = None,
 ) -> Result:
     """`workers` * `per_worker` connections held open together (the hand-off gives each to the
     least-loaded worker, so they must spread); fails when a worker gets none or the spread of
@@ -201,7 +210,7 @@ async def pool(
             opened: list[aiohttp.ClientWebSocketResponse] = []
 
             async def one() -> int:
-                ws = await _connect(session, url, step_timeout)
+                ws = await _connect(session, url, step_timeout, headers)
                 opened.append(ws)
                 return await _welcome(ws, step_timeout)
 
@@ -254,12 +263,13 @@ async def echo(
     count: int = DEFAULT_ECHO_COUNT,
     size: int = DEFAULT_ECHO_BYTES,
     step_timeout: float = DEFAULT_STEP_TIMEOUT,
+    headers: Mapping[str, str] | None = None,
 ) -> Result:
     """`count` round trips, one at a time, of an echo message with a `size`-byte payload."""
 
     async def body(result: Result) -> None:
         async with aiohttp.ClientSession() as session:
-            ws = await _connect(session, url, step_timeout)
+            ws = await _connect(session, url, step_timeout, headers)
             try:
                 await _welcome(ws, step_timeout)
                 times = []

@@ -7,6 +7,7 @@ import json
 import sys
 import urllib.parse
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -44,11 +45,26 @@ def _common(command: Callable[..., None]) -> Callable[..., None]:
                 show_default=True,
                 help="Seconds a step (handshake, a reply) may take; a whole test, four times it.",
             ),
+            click.option(
+                "--token-file",
+                type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                envvar="WSMON_TOKEN_FILE",
+                help="File holding the token to connect with, for a server with authentication"
+                " on (sent as Authorization: Bearer). [env WSMON_TOKEN_FILE]",
+            ),
             click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
         )
     ):
         command = option(command)
     return command
+
+
+def _headers(token_file: Path | None) -> dict[str, str] | None:
+    """The handshake's credentials: a token is read from a file, never taken on the command
+    line (where `ps` and shell history would show it)."""
+    if token_file is None:
+        return None
+    return {"Authorization": f"Bearer {token_file.read_text().strip()}"}
 
 
 def _ms(seconds: float) -> str:
@@ -90,9 +106,9 @@ def test_group() -> None:
 
 @test_group.command("server")
 @_common
-def server_command(url: str, step_timeout: float, as_json: bool) -> None:
+def server_command(url: str, step_timeout: float, token_file: Path | None, as_json: bool) -> None:
     """The handshake, the welcome frame and a ping answered by its pong, each timed."""
-    result = _run(selftest.server(url, step_timeout))
+    result = _run(selftest.server(url, step_timeout, _headers(token_file)))
     _report(result, as_json, [f"{step.name:<10} {_ms(step.seconds)}" for step in result.steps])
 
 
@@ -143,6 +159,7 @@ async def _worker_count(url: str, step_timeout: float) -> int:
 def pool_command(
     url: str,
     step_timeout: float,
+    token_file: Path | None,
     as_json: bool,
     workers: int | None,
     per_worker: int,
@@ -152,7 +169,9 @@ def pool_command(
 
     async def check() -> selftest.Result:
         expected = workers if workers is not None else await _worker_count(url, step_timeout)
-        return await selftest.pool(url, expected, per_worker, max_spread, step_timeout)
+        return await selftest.pool(
+            url, expected, per_worker, max_spread, step_timeout, _headers(token_file)
+        )
 
     try:
         result = _run(check())
@@ -182,8 +201,10 @@ def pool_command(
     show_default=True,
     help="Bytes of payload in each echo message.",
 )
-def echo_command(url: str, step_timeout: float, as_json: bool, count: int, size: int) -> None:
+def echo_command(
+    url: str, step_timeout: float, token_file: Path | None, as_json: bool, count: int, size: int
+) -> None:
     """Round trips of echo messages through /ws: min / avg / p50 / p99 / max."""
-    result = _run(selftest.echo(url, count, size, step_timeout))
+    result = _run(selftest.echo(url, count, size, step_timeout, _headers(token_file)))
     figures = "  ".join(f"{name} {_ms(value)}" for name, value in result.figures.items())
     _report(result, as_json, [f"{count} round trips of {size} bytes", figures] if figures else [])

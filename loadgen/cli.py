@@ -99,7 +99,14 @@ def _profiles_help() -> str:
     show_default=True,
     help="Message types and weights: echo, ping, chat, publish, notify, broadcast.",
 )
-@click.option("--token", help="Sent as 'Authorization: Bearer TOKEN' on every connection.")
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    envvar="WSMON_TOKEN_FILE",
+    help="File holding the token sent as 'Authorization: Bearer' on every connection (a server"
+    " with authentication on; `wsmon auth token` makes one). Never on the command line, where"
+    " `ps` shows it. A broadcast mix needs the admin role. [env WSMON_TOKEN_FILE]",
+)
 @click.option("--seed", type=int, help="Seed for phases and the mix, to repeat a run. [random]")
 @click.option(
     "--threshold",
@@ -156,7 +163,7 @@ def loadtest(
     ramp_up: float | None,
     urls: tuple[str, ...],
     mix_text: str,
-    token: str | None,
+    token_file: Path | None,
     seed: int | None,
     threshold_texts: tuple[str, ...],
     json_path: Path | None,
@@ -205,7 +212,7 @@ def loadtest(
         urls=urls,
         mix=mix,
         seed=secrets.randbelow(2**31) if seed is None else seed,
-        token=token,
+        token=token_file.read_text().strip() if token_file is not None else None,
         connect_timeout=connect_timeout,
         grace=default_grace(thresholds) if grace is None else grace,
     )

@@ -82,6 +82,8 @@ class LocalServer:
             self.host,
             "--port",
             str(self.port),
+            # A server of its own on loopback, for this run only: no tokens to hand out.
+            "--no-auth",
         ]
         with self._log.open("wb") as log:
             # A session of its own: a Ctrl-C meant for the load test must not kill the server

@@ -65,6 +65,7 @@ CLOSE_CODES: Final = (
     "1009",
     "1011",
     "1013",
+    "4001",  # the token expired (exporter/auth.py)
 )
 OTHER: Final = "other"
 DROP_REASONS: Final = ("slow_consumer", "closed")
@@ -94,9 +95,9 @@ CATALOGUE: Final = (
     Spec(
         "wsmon_handshakes_refused_total",
         COUNTER,
-        "Connections refused for the client's behaviour: origin (403, not allowed),"
-        " rate_limited (too many new connections from one address), handshake_timeout"
-        " (sent nothing in time).",
+        "Connections refused for the client's behaviour: unauthenticated (401, no or a bad"
+        " token), origin (403, not allowed), rate_limited (too many new connections from one"
+        " address), handshake_timeout (sent nothing in time).",
         ("reason",),
     ),
     Spec(

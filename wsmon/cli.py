@@ -31,6 +31,11 @@ SUBCOMMANDS: Final = {
         "Serve /ws, /ws/echo, /metrics, /runbooks and the health endpoints on one port.",
         None,
     ),
+    "auth": Subcommand(
+        "wsmon.exporter.auth_cli:auth_group",
+        "Issue a client's token (JWT), or list a static token by its digest.",
+        None,  # PyJWT, which the server install has
+    ),
     "test": Subcommand(
         "wsmon.exporter.selftest_cli:test_group",
         "Test a running server: handshake and ping, the worker pool, echo round trips.",

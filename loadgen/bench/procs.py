@@ -153,6 +153,7 @@ def start_wsmon(workers: int, *extra: str) -> Server:
         "1000000",
         "--handshake-rate-limit",
         "0",
+        "--no-auth",
         *extra,
     ]
     launched = [subprocess.Popen(command)]

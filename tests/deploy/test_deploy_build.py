@@ -104,6 +104,11 @@ def test_prometheus_scrapes_the_job_the_rules_select_and_sends_to_alertmanager()
     assert [g["labels"]["module"] for g in probe["static_configs"]] == list(PROBE_MODULES)
     assert d["probeModules"] == list(PROBE_MODULES)
     assert {"target_label": "job", "replacement": "wsmon"} in probe["metric_relabel_configs"]
+    # /probe is an admin surface: the job sends the token beside prometheus.yml, which ships as
+    # a placeholder (a scrape with it is refused, 401, and shows as down until replaced).
+    assert probe["authorization"] == {"type": "Bearer", "credentials_file": "probe.token"}
+    placeholder = (DEPLOY / "prometheus" / "probe.token").read_text()
+    assert placeholder.startswith("REPLACE-THIS-LINE-WITH-AN-ADMIN-TOKEN")
     assert c["wsmonSelector"] == 'job="wsmon"'
     assert c["alertmanagerSelector"] == 'job="alertmanager"'
     rules = (DEPLOY / "prometheus" / "rules.yaml").read_text()
@@ -183,6 +188,9 @@ def test_the_settings_file_is_one_wsmon_serve_reads_with_the_bundles_port_and_dr
         "port": c["deploy"]["ports"]["wsmon"],
         "drain_seconds": c["deploy"]["drainSeconds"],
         "thresholds_file": c["deploy"]["paths"]["wsmonThresholds"],
+        # An installed server checks tokens (check_auth: a settings file that sets no way of
+        # checking them does not start).
+        "auth_jwt_secret_file": c["deploy"]["paths"]["wsmonJwtSecret"],
     }
     # Where the unit's --config looks: the test above reads ExecStart.
     assert c["deploy"]["paths"]["wsmonConfig"] == "/etc/wsmon/wsmon.yaml"

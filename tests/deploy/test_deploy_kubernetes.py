@@ -162,6 +162,22 @@ def test_the_pod_runs_unprivileged_on_a_read_only_root(
     assert wsmon["securityContext"]["capabilities"]["drop"] == ["ALL"]
     # Service links would be WSMON_* variables of a Service named wsmon.
     assert pod["enableServiceLinks"] is False
+
+
+def test_the_server_checks_tokens_with_the_secret_of_a_secret(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    """No --no-auth in a cluster: the JWT secret comes from a Secret the README creates, and
+    without it the pod does not start."""
+    k = c["deploy"]["kubernetes"]
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    wsmon = container(manifests)
+    assert "--no-auth" not in wsmon["args"]
+    (mount,) = wsmon["volumeMounts"]
+    assert f"--auth-jwt-secret-file={mount['mountPath']}/{k['authSecretKey']}" in wsmon["args"]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"] == {"secretName": k["authSecret"]}
     workers = c["deploy"]["kubernetes"]["workers"]
     assert f"--workers={workers}" in wsmon["args"]
     assert wsmon["resources"]["requests"]["cpu"] == str(workers)
@@ -197,6 +213,11 @@ def test_the_service_monitor_scrapes_the_service_as_the_job_the_rules_select(
             {"targetLabel": "module", "replacement": module},
         ]
         assert {"targetLabel": "job", "replacement": "wsmon"} in probe["metricRelabelings"]
+        # An admin token for /probe, from a Secret the README creates.
+        assert probe["authorization"] == {
+            "type": "Bearer",
+            "credentials": {"name": c["deploy"]["kubernetes"]["probeTokenSecret"], "key": "token"},
+        }
 
 
 def test_the_prometheus_rule_holds_the_groups_of_rules_yaml(

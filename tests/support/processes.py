@@ -163,7 +163,12 @@ class Wsmon(Service):
         env = {k: v for k, v in os.environ.items() if not k.startswith("WSMON_")}
         env.update(environment or {})
         env["PYTHONUNBUFFERED"] = "1"
-        argv = [str(WSMON), "serve", "--host", HOST, "--port", "0", *flags]
+        # Tests speak to it without tokens unless they configure authentication themselves.
+        configured = any(flag.startswith(("--auth-", "--no-auth")) for flag in flags) or any(
+            key.startswith("WSMON_AUTH_") for key in env
+        )
+        no_auth = () if configured else ("--no-auth",)
+        argv = [str(WSMON), "serve", "--host", HOST, "--port", "0", *no_auth, *flags]
         super().__init__("wsmon", argv, env=env)
         ready = self.wait_for(READY_LINE, start_timeout)
         if ready is None:

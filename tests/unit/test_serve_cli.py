@@ -71,4 +71,24 @@ def test_a_bad_setting_is_a_usage_error(
 def test_settings_that_pass_validation_would_start_the_pool() -> None:
     """The guard of tests/conftest.py: a serve that gets past validation fails the test."""
     with pytest.raises(pytest.fail.Exception, match="config validation let a bad setting through"):
-        serve("--port", "0", "--workers", "1")
+        serve("--port", "0", "--workers", "1", "--no-auth")
+
+
+def test_a_server_without_a_way_to_check_tokens_does_not_start(tmp_path: Path) -> None:
+    """Accepting everyone must be asked for by name (--no-auth), never what a missing setting
+    gives; two ways at once, or a key file that cannot be used, stop the start too."""
+    result = serve("--port", "0")
+    assert result.exit_code == 2
+    assert "no authentication configured: set auth_jwt_secret_file" in result.output
+    assert "--no-auth for development" in result.output
+    secret = tmp_path / "jwt.secret"
+    secret.write_text("x" * 40)
+    both = serve("--port", "0", "--no-auth", "--auth-jwt-secret-file", str(secret))
+    assert both.exit_code == 2
+    assert "no_auth and auth_jwt_secret_file are both set" in both.output
+    secret.write_text("short")
+    short = serve("--port", "0", "--auth-jwt-secret-file", str(secret))
+    assert short.exit_code == 2
+    assert f"{secret}: an HS256 secret needs at least 32 bytes" in short.output
+    missing = serve("--port", "0", "--auth-tokens-file", str(tmp_path / "absent.yaml"))
+    assert "cannot read tokens file: there is no such file" in missing.output
