@@ -26,6 +26,17 @@ def _state_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def _port_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--wsmon-port, --prometheus-port, ...: one per part of the stack (stack.PORT_KEYS)."""
+    for part in reversed(stack.PORT_KEYS):
+        command = click.option(
+            f"--{part}-port",
+            type=click.IntRange(1, 65535),
+            help=f"Port of {stack.TITLES[part]}.  [default: the bundle's deploy.ports]",
+        )(command)
+    return command
+
+
 def _fail(error: Exception) -> None:
     raise click.ClickException(str(error)) from None
 
@@ -51,51 +62,13 @@ def stack_group() -> None:
 @stack_group.command("start")
 @_state_option
 @thresholds_option
-@click.option(
-    "--wsmon-port",
-    type=click.IntRange(1, 65535),
-    help="Port of wsmon (clients and /metrics).  [default: the bundle's deploy.ports]",
-)
-@click.option(
-    "--prometheus-port",
-    type=click.IntRange(1, 65535),
-    help="Port of Prometheus.  [default: the bundle's deploy.ports]",
-)
-@click.option(
-    "--alertmanager-port",
-    type=click.IntRange(1, 65535),
-    help="Port of Alertmanager.  [default: the bundle's deploy.ports]",
-)
-@click.option(
-    "--grafana-port",
-    type=click.IntRange(1, 65535),
-    help="Port of Grafana.  [default: the bundle's deploy.ports]",
-)
-@click.option(
-    "--smtp-port",
-    type=click.IntRange(1, 65535),
-    help="Port of the SMTP sink.  [default: the bundle's deploy.ports]",
-)
-def start_command(
-    state_dir: Path,
-    thresholds_file: Path,
-    wsmon_port: int | None,
-    prometheus_port: int | None,
-    alertmanager_port: int | None,
-    grafana_port: int | None,
-    smtp_port: int | None,
-) -> None:
+@_port_options
+def start_command(state_dir: Path, thresholds_file: Path, **chosen_ports: int | None) -> None:
     """Start the stack and print its URLs; refuse when one already runs from STATE_DIR."""
     state = stack.State(state_dir)
     try:
         thresholds = load(thresholds_file)
-        chosen = {
-            "wsmon": wsmon_port,
-            "prometheus": prometheus_port,
-            "alertmanager": alertmanager_port,
-            "grafana": grafana_port,
-            "smtp": smtp_port,
-        }
+        chosen = {part: chosen_ports[f"{part}_port"] for part in stack.PORT_KEYS}
         ports = stack.configured_ports(thresholds, chosen)
         parts = stack.start(
             state,

@@ -5,17 +5,13 @@ scrapes it (its answer accepted by `promtool check metrics`)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import subprocess
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support.processes import WSMON, free_port
+from support.processes import WSMON, free_port, stopped
 from support.stack import tool
 
 from wsmon.catalogue import PROBE_MODULES, PROBE_SPECS
@@ -30,16 +26,6 @@ def wsmon_test(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(WSMON), "test", *argv], capture_output=True, text=True, timeout=60, check=False
     )
-
-
-@contextlib.contextmanager
-def stopped(pid: int) -> Iterator[None]:
-    """The process stopped (SIGSTOP: alive, holding what it was handed, answering nothing)."""
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def probe_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -8,30 +8,19 @@ the page may request nothing but the server it came from.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
+from support.processes import CHROMIUM_FLAGS, stopped
 
 if TYPE_CHECKING:
     from conftest import Client, ServerFactory, WsmonServer
 
 pytestmark = pytest.mark.integration
 
-# As the suite's other chromium runs (tests/loadgen): root in a container needs --no-sandbox.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Longer than the page's own deadline for one check (4 steps of 5 s), so the page decides.
 VERDICT_MS = 25_000
 
@@ -42,7 +31,7 @@ async def browser() -> AsyncIterator[Browser]:
     assert binary, "chromium is missing: `make tools` installs the Debian package"
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
-            executable_path=binary, headless=True, args=CHROMIUM_ARGS
+            executable_path=binary, headless=True, args=list(CHROMIUM_FLAGS)
         )
         yield launched
         await launched.close()
@@ -124,16 +113,6 @@ async def test_the_three_tests_pass_against_a_running_server(
     assert [url for url in requested if not url.startswith("ws:")] == [
         f"{server.base_url}/testing"
     ], requested
-
-
-@contextmanager
-def stopped(pid: int) -> Iterator[None]:
-    """The process stopped (SIGSTOP: alive, holding what it was handed, answering nothing)."""
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 async def test_a_stopped_worker_fails_the_pool_test_by_name(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from support.delay_proxy import delayed
+from support.processes import CHROMIUM_FLAGS
 
 from wsmon.loadgen.local_server import is_listening
 
@@ -262,12 +263,7 @@ def chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess[str]:
         [
             binary,
             "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
+            *CHROMIUM_FLAGS,
             f"--user-data-dir={user_data}",
             *args,
         ],
