@@ -93,7 +93,11 @@ class Worker:
         """The handshake's identity (None with authentication off), or 401 before the upgrade."""
         offered = request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "")
         protocols = [p.strip() for p in offered.split(",") if p.strip()]
-        token = auth.token_from(request.headers.get(hdrs.AUTHORIZATION), protocols)
+        # Basic too: a browser that logged in to /testing sends those credentials on the page's
+        # WebSockets to the same server, the token as the password.
+        token = auth.admin_token(request.headers.get(hdrs.AUTHORIZATION)) or auth.token_from(
+            None, protocols
+        )
         try:
             return self.gatekeeper.identify(token)
         except auth.AuthError as exc:

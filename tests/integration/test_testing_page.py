@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import jwt
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 from support.processes import CHROMIUM_FLAGS, stopped
@@ -156,3 +159,27 @@ async def test_a_full_server_fails_the_server_test_with_1013(
     assert reason == "the server is at capacity: closed with 1013 before the welcome", reason
     assert list(await figures(page, "server")) == ["handshake"], text
     await held.close()
+
+
+async def test_with_authentication_on_the_page_logs_in_and_its_tests_pass(
+    browser: Browser, wsmon: ServerFactory, tmp_path: Path
+) -> None:
+    """/testing is an admin surface: the browser asks for credentials (Basic, the admin token as
+    the password), and sends them on the page's own WebSockets too, so its tests pass."""
+    secret = "s3cret-for-tests-only-0123456789abcdef"
+    (tmp_path / "jwt.secret").write_text(secret)
+    server = wsmon("--auth-jwt-secret-file", str(tmp_path / "jwt.secret"))
+    admin = jwt.encode(
+        {"sub": "root", "roles": ["admin"], "exp": int(time.time()) + 600}, secret, "HS256"
+    )
+    # (Without credentials it is a 401 with a Basic challenge: tests/integration/test_auth.py.)
+    context = await browser.new_context(http_credentials={"username": "admin", "password": admin})
+    page = await context.new_page()
+    response = await page.goto(f"{server.base_url}/testing")
+    assert response is not None
+    assert response.status == 200
+    verdict, text = await run(page, "server", "Server test")
+    assert verdict == "passed", text
+    verdict, text = await run(page, "echo", "Echo test")
+    assert verdict == "passed", text
+    await context.close()

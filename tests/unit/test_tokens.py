@@ -31,7 +31,8 @@ def hs256_signed(payload: bytes, key: bytes) -> str:
 
 
 def claims(**more: Any) -> dict[str, Any]:
-    return {"sub": "alice", "exp": int(time.time()) + 60, "roles": ["user"], **more}
+    # A day: the parametrized tokens are made at collection, minutes before a long run uses them.
+    return {"sub": "alice", "exp": int(time.time()) + 86_400, "roles": ["user"], **more}
 
 
 @pytest.fixture
@@ -128,3 +129,12 @@ def test_the_token_comes_from_the_bearer_header_or_the_subprotocols() -> None:
     assert auth.token_from(None, ["wsmon.bearer", "abc.def"]) == "abc.def"
     assert auth.token_from("Basic Zm9v", ["chat"]) is None
     assert auth.token_from(None, ["wsmon.bearer"]) is None
+
+
+def test_an_admin_request_may_carry_the_token_as_a_basic_password() -> None:
+    basic = base64.b64encode(b"anyone:abc.def").decode()
+    assert auth.admin_token(f"Basic {basic}") == "abc.def"
+    assert auth.admin_token("Bearer abc.def") == "abc.def"
+    assert auth.admin_token("Basic !!not base64!!") is None
+    assert auth.admin_token(f"Basic {base64.b64encode(b'no-colon').decode()}") is None
+    assert auth.admin_token(None) is None
