@@ -146,6 +146,8 @@
         authSecret: 'wsmon-auth',
         authSecretKey: 'jwt.secret',
         probeTokenSecret: 'wsmon-probe-token',
+        // The persistent volume of the bundle's Prometheus (30 days; see its manifest).
+        prometheusStorage: '10Gi',
       },
       paths: {
         wsmon: '/usr/local/bin/wsmon',

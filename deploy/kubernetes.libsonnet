@@ -28,6 +28,9 @@ function(mixin, dashboards)
   // the templates and the SMTP password file here by absolute path. The mixin re-renders the
   // config with them, as it would with any other override.
   local alertmanagerDir = '/etc/alertmanager/config';
+  local prometheusAccount = name + '-prometheus';
+  // What the bundle's Prometheus selects its ServiceMonitors and rules by.
+  local partOf = { 'app.kubernetes.io/part-of': 'wsmon' };
   local authDir = '/etc/wsmon/auth';
   local alertmanagerConfig = (mixin + {
     _config+:: {
@@ -188,6 +191,61 @@ function(mixin, dashboards)
         // Not the default: Grafana refuses a second default, and the cluster's may have one.
         'wsmon.yaml': yamlText(sources { datasources: [s { isDefault: false } for s in super.datasources] }),
       },
+    },
+    // The Prometheus and the Alertmanager of the bundle, which the operator runs: Prometheus
+    // keeps the design card's 30 days, selects this bundle's ServiceMonitor and rules by their
+    // part-of label, and sends to the Alertmanager, which reads alertmanager-<name>. With an
+    // operator Prometheus of your own, leave these two (and its RBAC) out of the kustomization.
+    'prometheus.yaml': {
+      apiVersion: 'monitoring.coreos.com/v1',
+      kind: 'Prometheus',
+      metadata: metadata(name, 'prometheus'),
+      spec: {
+        retention: d.retention,
+        scrapeInterval: d.scrapeInterval,
+        evaluationInterval: d.scrapeInterval,
+        serviceAccountName: prometheusAccount,
+        serviceMonitorSelector: { matchLabels: partOf },
+        ruleSelector: { matchLabels: partOf },
+        alerting: {
+          alertmanagers: [{ namespace: k.namespace, name: 'alertmanager-operated', port: 'web' }],
+        },
+        // 30 days of one instance's 174 series at 15 s take about 190 MB (README); room for
+        // a pool of several instances.
+        storage: {
+          volumeClaimTemplate: {
+            spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: k.prometheusStorage } } },
+          },
+        },
+      },
+    },
+    'alertmanager.yaml': {
+      apiVersion: 'monitoring.coreos.com/v1',
+      kind: 'Alertmanager',
+      metadata: metadata(k.alertmanagerName, 'alertmanager'),
+      spec: { replicas: 1 },
+    },
+    // What Prometheus needs to find the targets of its ServiceMonitors, in this namespace only.
+    'prometheus-serviceaccount.yaml': {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: metadata(prometheusAccount, 'prometheus'),
+    },
+    'prometheus-role.yaml': {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: metadata(prometheusAccount, 'prometheus'),
+      rules: [
+        { apiGroups: [''], resources: ['services', 'endpoints', 'pods'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] },
+      ],
+    },
+    'prometheus-rolebinding.yaml': {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: metadata(prometheusAccount, 'prometheus'),
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: prometheusAccount },
+      subjects: [{ kind: 'ServiceAccount', name: prometheusAccount, namespace: k.namespace }],
     },
   } + {
     ['dashboards/%s.yaml' % stem(file)]: {

@@ -26,7 +26,7 @@ GENERATED_DASHBOARDS = REPO / "dashboards" / "generated"
 # The oldest release the manifests are for: preStop's `sleep` action is on by default from 1.30
 # (and in the schema, as an alpha field, a release before, which is why the floor is stated).
 OLDEST = "1.30"
-BUILT_IN = ("Deployment", "Service", "ConfigMap", "Secret")
+BUILT_IN = ("Deployment", "Service", "ConfigMap", "Secret", "ServiceAccount", "Role", "RoleBinding")
 # Where the operator mounts the keys of the Alertmanager config Secret.
 ALERTMANAGER_DIR = "/etc/alertmanager/config"
 # A ConfigMap's data may not exceed 1 MiB; `kubectl apply` (client side) also copies the object
@@ -306,3 +306,38 @@ def test_amtool_checks_the_secret_s_config_with_its_files_where_the_operator_mou
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 templates" in result.stdout
+
+
+def test_the_bundles_prometheus_keeps_30_days_and_selects_the_bundle(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    """The operator's Prometheus and Alertmanager of the bundle, checked structurally (no CRD
+    schemas here): 30 days, this bundle's ServiceMonitor and rules, the bundle's Alertmanager,
+    which reads the Secret alertmanager-<name>; the RBAC names the account Prometheus runs as."""
+    d, k = c["deploy"], c["deploy"]["kubernetes"]
+    prometheus = one(manifests, "Prometheus")
+    spec = prometheus["spec"]
+    assert spec["retention"] == d["retention"] == "30d"
+    for selector, kind in (
+        ("serviceMonitorSelector", "ServiceMonitor"),
+        ("ruleSelector", "PrometheusRule"),
+    ):
+        wanted = spec[selector]["matchLabels"].items()
+        assert wanted <= one(manifests, kind)["metadata"]["labels"].items(), selector
+    (alertmanager,) = spec["alerting"]["alertmanagers"]
+    assert alertmanager == {
+        "namespace": k["namespace"],
+        "name": "alertmanager-operated",
+        "port": "web",
+    }
+    assert one(manifests, "Alertmanager")["metadata"]["name"] == k["alertmanagerName"]
+    assert one(manifests, "Secret")["metadata"]["name"] == f"alertmanager-{k['alertmanagerName']}"
+    account = spec["serviceAccountName"]
+    assert one(manifests, "ServiceAccount")["metadata"]["name"] == account
+    binding = one(manifests, "RoleBinding")
+    assert binding["roleRef"]["name"] == one(manifests, "Role")["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account, "namespace": k["namespace"]}
+    ]
+    # The Grafana datasource's URL is the Service the operator makes for this Prometheus.
+    assert k["prometheusUrl"].startswith("http://prometheus-operated:")
