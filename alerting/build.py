@@ -104,6 +104,18 @@ def evaluate(
     return json.loads(evaluated)
 
 
+def config(
+    thresholds: tuple[Threshold, ...], overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The configured mixin's _config, as the rules, the dashboards and the bundle read it."""
+    source = (
+        "function(catalogue, thresholds, overrides={})"
+        " (import 'configured.libsonnet')(catalogue, thresholds, overrides)._config"
+    )
+    result: dict[str, Any] = evaluate("config", (PACKAGE,), thresholds, overrides, source=source)
+    return result
+
+
 def render(
     thresholds: tuple[Threshold, ...], overrides: Mapping[str, Any] | None = None
 ) -> dict[str, str]:

@@ -22,7 +22,7 @@ from typing import Any, Final
 import click
 import yaml
 
-from wsmon import httpjson
+from wsmon import httpjson, stackrecord
 from wsmon.thresholds import (
     DEFAULT_THRESHOLDS,
     SEVERITIES,
@@ -45,7 +45,6 @@ DEFAULT_FILE: Final = Path("alerting/thresholds.yaml")
 COLUMNS: Final = ("name", "metric", "condition", "value", "for", "severity", "enabled")
 CONFIRM_SECONDS: Final = 10.0
 # Where `wsmon stack` renders the bundle's configs, under its state directory (deploy/stack.py).
-STACK_PROMETHEUS: Final = Path("config/prometheus")
 STACK_ALERTMANAGER: Final = Path("config/alertmanager")
 
 
@@ -167,7 +166,7 @@ class Targets:
     prometheus_url: str | None = None
     alertmanager_pid: int | None = None
     alertmanager_url: str | None = None
-    started: dict[int, int] = field(default_factory=dict)  # pid -> start time it was recorded at
+    started: dict[int, stackrecord.Record] = field(default_factory=dict)  # pid -> its record
 
     def empty(self) -> bool:
         return all(
@@ -182,35 +181,26 @@ class Targets:
         )
 
 
-def _start_time(pid: int) -> int | None:
-    """When `pid` started (clock ticks since boot, /proc/PID/stat field 22); None when gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] == "Z" else int(fields[19])
-
-
 def read_stack(directory: Path, targets: Targets) -> None:
     """The pids a `wsmon stack` recorded in DIR/stack.json, for what the options left open."""
-    record = directory / "stack.json"
     try:
-        processes = json.loads(record.read_text())["processes"]
-    except FileNotFoundError:
+        records = stackrecord.read(directory)
+    except stackrecord.RecordError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not records:
         raise click.UsageError(
-            f"{record}: no such file; is a stack running from {directory}?"
-        ) from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise click.UsageError(f"{record}: unreadable ({exc})") from None
-    for entry in processes:
-        name, pid = entry.get("name"), int(entry.get("pid", 0))
-        attribute = f"{name}_pid"
+            f"{directory / stackrecord.RECORD}: no such file; is a stack running from {directory}?"
+        )
+    for record in records:
+        attribute = f"{record.name}_pid"
         if hasattr(targets, attribute) and getattr(targets, attribute) is None:
-            setattr(targets, attribute, pid)
-            targets.started[pid] = int(entry.get("started", 0))
+            setattr(targets, attribute, record.pid)
+            targets.started[record.pid] = record
     # The stack's Prometheus scrapes all three: its targets are where to confirm and reload.
     try:
-        config = yaml.safe_load((directory / STACK_PROMETHEUS / "prometheus.yml").read_text())
+        config = yaml.safe_load(
+            (directory / stackrecord.PROMETHEUS_CONFIG / "prometheus.yml").read_text()
+        )
         jobs = {
             job["job_name"]: job["static_configs"][0]["targets"][0]
             for job in config["scrape_configs"]
@@ -225,7 +215,7 @@ def read_stack(directory: Path, targets: Targets) -> None:
 def _signal(pid: int, what: str, targets: Targets, check: Callable[[list[str]], bool]) -> None:
     """SIGHUP to `pid` after checking it is `what` (and, from a stack record, the same process)."""
     recorded = targets.started.get(pid)
-    if recorded is not None and _start_time(pid) != recorded:
+    if recorded is not None and not recorded.alive():
         raise RuntimeError(f"pid {pid} is no longer the {what} the stack started; is it running?")
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
@@ -560,7 +550,7 @@ def _after(options: dict[str, Any]) -> After:
     alertmanager_output: Path | None = options.pop("alertmanager_output")
     if stack_dir is not None and rules_output is None:
         # The stack's Prometheus and Alertmanager read their configs there.
-        rules_output = stack_dir / STACK_PROMETHEUS
+        rules_output = stack_dir / stackrecord.PROMETHEUS_CONFIG
         alertmanager_output = alertmanager_output or stack_dir / STACK_ALERTMANAGER
     if rules_output is None and DEFAULT_OUTPUT.is_dir():
         rules_output = DEFAULT_OUTPUT

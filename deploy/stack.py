@@ -10,7 +10,6 @@ PATH. The state directory keeps Prometheus' data between runs: the history grows
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -21,12 +20,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from wsmon import stackrecord
 from wsmon.alerting import build as alerting
 from wsmon.alerting import smtp
+from wsmon.stackrecord import Record
 from wsmon.thresholds import Threshold
 
 from . import build, supervise
@@ -55,8 +55,6 @@ BINARIES: Final = {
     "prometheus": ("prometheus",),
     "alertmanager": ("prometheus-alertmanager", "alertmanager"),
 }
-_CONFIG: Final = """function(catalogue, thresholds, overrides={})
-  (import 'configured.libsonnet')(catalogue, thresholds, overrides)._config"""
 
 
 class StackError(RuntimeError):
@@ -87,30 +85,19 @@ class State:
 
     @property
     def record(self) -> Path:
-        return self.root / "stack.json"
+        return self.root / stackrecord.RECORD
 
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
-    def read(self) -> list[supervise.Record]:
+    def read(self) -> list[Record]:
         try:
-            data = json.loads(self.record.read_text())
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            raise StackError(f"{self.record}: unreadable ({exc}); remove it by hand") from None
-        return [supervise.Record.from_json(entry) for entry in data["processes"]]
+            return stackrecord.read(self.root)
+        except stackrecord.RecordError as exc:
+            raise StackError(str(exc)) from None
 
-    def write(self, records: list[supervise.Record]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        document = {
-            "written": datetime.now(UTC).isoformat(timespec="seconds"),
-            "processes": [r.to_json() for r in records],
-        }
-        # Renamed into place: a stop never reads half a record.
-        partial = self.record.with_suffix(".json.partial")
-        partial.write_text(json.dumps(document, indent=2) + "\n")
-        partial.replace(self.record)
+    def write(self, records: list[Record]) -> None:
+        stackrecord.write(self.root, records)
 
 
 @dataclass(frozen=True)
@@ -167,9 +154,7 @@ def configured_ports(
     thresholds: tuple[Threshold, ...], chosen: Mapping[str, int | None]
 ) -> dict[str, int]:
     """Each part's port: the one chosen, else the bundle's (alerting/config.libsonnet)."""
-    config = alerting.evaluate(
-        "config", (build.PACKAGE, alerting.PACKAGE), thresholds, source=_CONFIG
-    )
+    config = alerting.config(thresholds)
     bundle: Mapping[str, int] = config["deploy"]["ports"]
     ports = {part: chosen.get(part) or bundle[key] for part, key in PORT_KEYS.items()}
     taken: dict[int, str] = {}
@@ -243,7 +228,7 @@ def plan(
             "ports": {key: ports[part] for part, key in PORT_KEYS.items()},
             "paths": {
                 "prometheus": binaries["prometheus"],
-                "prometheusConfig": str(config / "prometheus"),
+                "prometheusConfig": str(root / stackrecord.PROMETHEUS_CONFIG),
                 "prometheusData": str(data / "prometheus"),
                 "alertmanager": binaries["alertmanager"],
                 "alertmanagerConfig": str(config / "alertmanager"),
@@ -292,7 +277,7 @@ def plan(
     return parts if grafana is None else [*parts, grafana]
 
 
-def running(state: State) -> list[supervise.Record]:
+def running(state: State) -> list[Record]:
     """The recorded processes that are still the ones the stack started."""
     return [record for record in state.read() if record.alive()]
 
@@ -322,7 +307,7 @@ def start(
             )
     progress(f"rendering the bundle for {HOST} into {state.config}")
     parts = plan(state, ports, thresholds, thresholds_text)
-    records: list[supervise.Record] = []
+    records: list[Record] = []
     for part in parts:
         progress(f"starting {part.title} on {part.url}")
         record, process = supervise.spawn(part.name, part.argv, state.log(part.name), part.env)

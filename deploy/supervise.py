@@ -2,9 +2,8 @@
 
 `make stack` starts the parts and exits; `make stack-stop` runs later, in another process. So each
 part runs in its own session (its process group is its pid, and holds the children it forks, like
-wsmon's workers), and the record keeps its pid with the kernel's start time of that pid: a pid the
-kernel has reused for another program is never signalled. Zombies count as gone, because an
-orphan's reaper (PID 1 of a container may be anything) need not reap them.
+wsmon's workers), and is recorded (wsmon.stackrecord) by its pid and the kernel's start time of
+that pid: a pid the kernel has reused for another program is never signalled.
 """
 
 from __future__ import annotations
@@ -15,26 +14,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-
-def _stat(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat's fields after the command name (which may hold spaces and ')')."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()
-
-
-def start_time(pid: int) -> int | None:
-    """When `pid` started, in clock ticks since boot; None when it is gone or a zombie."""
-    fields = _stat(pid)
-    if fields is None or fields[0] == "Z":
-        return None
-    return int(fields[19])  # field 22 of proc(5); fields[0] is field 3
+from wsmon.stackrecord import Record, start_time, stat_fields
 
 
 def group_members(pgid: int) -> list[int]:
@@ -43,29 +25,10 @@ def group_members(pgid: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        fields = _stat(int(entry.name))
+        fields = stat_fields(int(entry.name))
         if fields is not None and fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
-
-
-@dataclass(frozen=True)
-class Record:
-    """A started process: its name in the stack, its pid (= its process group) and start time."""
-
-    name: str
-    pid: int
-    started: int
-
-    def alive(self) -> bool:
-        return start_time(self.pid) == self.started
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "pid": self.pid, "started": self.started}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Record:
-        return cls(str(data["name"]), int(data["pid"]), int(data["started"]))
 
 
 def spawn(

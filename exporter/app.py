@@ -22,9 +22,9 @@ from .cluster import Cluster
 from .config import Settings
 from .exposition import Exposition
 from .frames import text_frame
-from .gate import Throttled
 from .handlers import Handlers, Route
 from .hub import Connection, Hub
+from .logs import Throttled
 from .metrics import Cell, WorkerMetrics
 from .probe import Prober
 from .protocol import MessageId, ProtocolError
@@ -93,11 +93,7 @@ class Worker:
         """The handshake's identity (None with authentication off), or 401 before the upgrade."""
         offered = request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "")
         protocols = [p.strip() for p in offered.split(",") if p.strip()]
-        # Basic too: a browser that logged in to /testing sends those credentials on the page's
-        # WebSockets to the same server, the token as the password.
-        token = auth.admin_token(request.headers.get(hdrs.AUTHORIZATION)) or auth.token_from(
-            None, protocols
-        )
+        token = auth.token_from(request.headers.get(hdrs.AUTHORIZATION), protocols)
         try:
             return self.gatekeeper.identify(token)
         except auth.AuthError as exc:
@@ -175,7 +171,7 @@ class Worker:
                 return await handler(request)
             try:
                 identity = self.gatekeeper.identify(
-                    auth.admin_token(request.headers.get(hdrs.AUTHORIZATION))
+                    auth.token_from(request.headers.get(hdrs.AUTHORIZATION))
                 )
             except auth.AuthError as exc:
                 self.metrics.refused["unauthenticated"].value += 1

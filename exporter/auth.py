@@ -261,21 +261,6 @@ class Gatekeeper:
         return self.verifier.verify(token)
 
 
-def admin_token(authorization: str | None) -> str | None:
-    """The token of an admin request: Bearer, or the password of Basic authentication."""
-    token = token_from(authorization, ())
-    if token is not None or not authorization:
-        return token
-    scheme, _, credentials = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.partition(":")[2] or None
-
-
 def challenge(error: AuthError) -> str:
     """The WWW-Authenticate header of a 401 (RFC 6750): why, without the token."""
     if error.reason == "missing":
@@ -283,13 +268,20 @@ def challenge(error: AuthError) -> str:
     return f'Bearer realm="wsmon", error="invalid_token", error_description="{error.reason}"'
 
 
-def token_from(authorization: str | None, protocols: Sequence[str]) -> str | None:
-    """The token of a handshake: `Authorization: Bearer`, else the subprotocol after
-    `wsmon.bearer`; None when it carries none."""
+def token_from(authorization: str | None, protocols: Sequence[str] = ()) -> str | None:
+    """The token of a request: `Authorization: Bearer`; or Basic, the token as the password (a
+    browser logged in to /testing sends it on the page's WebSockets too); else the subprotocol
+    after `wsmon.bearer`. None when it carries none."""
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            return decoded.partition(":")[2] or None
     if BEARER_PROTOCOL in protocols:
         index = list(protocols).index(BEARER_PROTOCOL)
         if index + 1 < len(protocols):

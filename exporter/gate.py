@@ -13,8 +13,7 @@ connection_rejection_rate alert reads: a flooding or silent client is shown, and
   so a peer that opens TCP and says nothing is cut at `handshake_timeout_seconds` in the
   supervisor and never holds a worker's slot. Waiting costs one reader registration.
 
-Log lines about refused clients are throttled (one per reason per LOG_INTERVAL, with the count
-since the last), so a flood cannot fill the disk.
+Log lines about refused clients are throttled (logs.Throttled), so a flood cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -27,38 +26,18 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
+from .logs import Throttled
 from .metrics import Cell
 
 log = logging.getLogger(__name__)
 
 BURST_SECONDS: Final = 10.0
 MAX_ADDRESSES: Final = 65_536
-LOG_INTERVAL: Final = 10.0
 # Connections waiting for their first byte, at most: past this, new ones are refused as the
 # flood they are (counted as handshake_timeout: they would have been cut anyway).
 MAX_WAITING: Final = 10_000
 RATE_LIMITED: Final = "rate_limited"
 HANDSHAKE_TIMEOUT: Final = "handshake_timeout"
-
-
-class Throttled:
-    """A warning per reason at most every LOG_INTERVAL seconds, with how many it stands for."""
-
-    def __init__(self, logger: logging.Logger = log) -> None:
-        self._logger = logger
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warn(self, reason: str, message: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(reason, -LOG_INTERVAL) < LOG_INTERVAL:
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
-            return
-        more = self._suppressed.pop(reason, 0)
-        self._last[reason] = now
-        self._logger.warning(
-            "%s%s", message, f" (and {more} more since the last line)" if more else ""
-        )
 
 
 class RateLimit:
@@ -98,7 +77,7 @@ class Gate:
         self._refused = refused
         self._hand_off = hand_off
         self._waiting: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
-        self._log = Throttled()
+        self._log = Throttled(log)
 
     def admit(self, conn: socket.socket, address: str) -> None:
         if not self.limit.allow(address):

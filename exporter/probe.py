@@ -101,8 +101,8 @@ class Prober:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         if sockname is None:  # the connection is already gone
             return web.Response(status=503, text="no local address to probe\n")
-        # A check takes at most four of its steps' time (selftest._run).
-        step = budget(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")) / 4
+        step = budget(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
+        step /= selftest.STEPS_PER_CHECK
         self._running += 1
         try:
             result = await self._check(module, target(sockname), step)

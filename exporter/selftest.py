@@ -34,6 +34,8 @@ DEFAULT_ECHO_BYTES: Final = 64
 DEFAULT_PER_WORKER: Final = 4
 DEFAULT_MAX_SPREAD: Final = 2.0
 TRY_AGAIN_LATER: Final = 1013
+# A whole check may take this many of its steps' time (each step waits step_timeout at most).
+STEPS_PER_CHECK: Final = 4
 
 
 class Unreachable(Exception):
@@ -145,8 +147,7 @@ async def _run(
     result = Result(probe, url)
     started = time.perf_counter()
     try:
-        # Each step waits `step_timeout` at most; the whole check gets a few steps' worth.
-        async with asyncio.timeout(step_timeout * 4):
+        async with asyncio.timeout(step_timeout * STEPS_PER_CHECK):
             await body(result)
         result.success = True
     except Unreachable as exc:
@@ -154,7 +155,7 @@ async def _run(
     except Failed as exc:
         result.error = str(exc)
     except TimeoutError:
-        result.error = f"did not finish within {step_timeout * 4:g} s"
+        result.error = f"did not finish within {step_timeout * STEPS_PER_CHECK:g} s"
     except (aiohttp.ClientError, OSError) as exc:
         result.error = describe(exc)
     result.seconds = time.perf_counter() - started

@@ -43,7 +43,8 @@ def _common(command: Callable[..., None]) -> Callable[..., None]:
                 type=click.FloatRange(min=0.1),
                 default=selftest.DEFAULT_STEP_TIMEOUT,
                 show_default=True,
-                help="Seconds a step (handshake, a reply) may take; a whole test, four times it.",
+                help="Seconds a step (handshake, a reply) may take; a whole test,"
+                f" {selftest.STEPS_PER_CHECK} times it.",
             ),
             click.option(
                 "--token-file",

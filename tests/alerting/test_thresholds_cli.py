@@ -19,6 +19,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
+from wsmon import stackrecord
 from wsmon.alerting import thresholds_cli, thresholds_edit
 from wsmon.cli import main
 from wsmon.exporter.config import Settings
@@ -273,7 +274,7 @@ def test_a_stack_dir_gives_the_pids_urls_and_config_folders(tmp_path: Path) -> N
     assert (targets.wsmon_pid, targets.prometheus_pid, targets.alertmanager_pid) == (11, 99, None)
     assert targets.wsmon_url == "http://127.0.0.1:18080"
     assert targets.prometheus_url == "http://127.0.0.1:19090"
-    assert targets.started == {11: 7}
+    assert targets.started == {11: stackrecord.Record("wsmon", 11, 7)}
 
 
 def test_an_alertmanager_config_it_did_not_render_stops_the_edit(here: Path) -> None:

@@ -64,14 +64,7 @@ def dashboards_in(directory: Path) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def config() -> dict[str, Any]:
     """The alerting mixin's _config, as the dashboards and the rules read it."""
-    snippet = (
-        "function(catalogue, thresholds, overrides={})"
-        " (import 'configured.libsonnet')(catalogue, thresholds, overrides)._config"
-    )
-    result: dict[str, Any] = alerting.evaluate(
-        "config.jsonnet", (alerting.PACKAGE,), DEFAULTS, source=snippet
-    )
-    return result
+    return alerting.config(DEFAULTS)
 
 
 @pytest.fixture(scope="module")

@@ -10,23 +10,14 @@ from typing import Any
 from support.stack import REPO
 
 from wsmon.alerting import build as alerting
-from wsmon.deploy import build
 from wsmon.thresholds import DEFAULT_THRESHOLDS, load
 
 DEPLOY = REPO / "deploy"
-# The configured mixin's _config, as bundle.jsonnet reads it.
-_CONFIG = """function(catalogue, thresholds, overrides={})
-  (import 'configured.libsonnet')(catalogue, thresholds, overrides)._config"""
 
 
 def config() -> dict[str, Any]:
-    result: dict[str, Any] = alerting.evaluate(
-        "config",
-        (build.PACKAGE, alerting.PACKAGE),
-        load(DEFAULT_THRESHOLDS),
-        source=_CONFIG,
-    )
-    return result
+    """The configured mixin's _config, as bundle.jsonnet reads it."""
+    return alerting.config(load(DEFAULT_THRESHOLDS))
 
 
 def unit(path: Path) -> configparser.ConfigParser:

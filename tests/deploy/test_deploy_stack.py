@@ -8,6 +8,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import shutil
 import socket
 import subprocess
 import urllib.request
@@ -23,6 +24,7 @@ from support.polling import wait_until
 from support.processes import HOST, WSMON, cmdline, free_port
 from support.stack import tool
 
+from wsmon import stackrecord
 from wsmon.catalogue import PROBE_MODULES
 from wsmon.deploy import stack, supervise
 
@@ -48,7 +50,7 @@ class Started:
     state: stack.State
     ports: dict[str, int]
     output: str
-    records: list[supervise.Record]
+    records: list[stackrecord.Record]
 
     def url(self, part: str, path: str = "") -> str:
         return f"http://{HOST}:{self.ports[part]}{path}"
@@ -81,10 +83,15 @@ def test_start_prints_every_url_and_records_the_processes_it_started(started: St
         assert started.url(part) in started.output
     assert f"smtp://{HOST}:{started.ports['smtp']}" in started.output
     assert "keeps 30d of history" in started.output
-    # No grafana-server here: said so, not started.
-    assert "Grafana       not started: no grafana-server on the PATH" in started.output
+    # Without a grafana-server on the PATH it says so and starts none; with one, it starts it.
+    grafana = shutil.which("grafana-server") is not None
+    assert ("Grafana       not started: no grafana-server on the PATH" in started.output) is (
+        not grafana
+    )
     programs = {r.name: " ".join(cmdline(r.pid)) for r in started.records}
-    assert set(programs) == {"smtp", "wsmon", "alertmanager", "prometheus"}
+    assert set(programs) == {"smtp", "wsmon", "alertmanager", "prometheus"} | (
+        {"grafana"} if grafana else set()
+    )
     assert "aiosmtpd" in programs["smtp"]
     assert "wsmon serve" in programs["wsmon"]
     assert f"--host {HOST}" in programs["wsmon"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from bundle import DEPLOY
 
+from wsmon import stackrecord
 from wsmon.deploy import stack, supervise
 from wsmon.thresholds import DEFAULT_THRESHOLDS, load
 
@@ -18,8 +19,8 @@ def test_the_record_round_trips_and_a_reused_pid_is_not_the_recorded_process(
 ) -> None:
     state = stack.State(tmp_path / "state")
     assert state.read() == []
-    me = supervise.Record("wsmon", os.getpid(), supervise.start_time(os.getpid()) or 0)
-    impostor = supervise.Record("prometheus", os.getpid(), me.started + 1)
+    me = stackrecord.Record("wsmon", os.getpid(), stackrecord.start_time(os.getpid()) or 0)
+    impostor = stackrecord.Record("prometheus", os.getpid(), me.started + 1)
     state.write([me, impostor])
     assert state.read() == [me, impostor]
     assert me.alive()

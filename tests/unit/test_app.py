@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from aiohttp import WSMsgType, web
 from prometheus_client.parser import text_string_to_metric_families
 from support.standalone import WORKER, standalone_app
 
+from wsmon.exporter import app as app_module
+from wsmon.exporter import auth
 from wsmon.exporter.config import Settings
 from wsmon.exporter.handlers import Handlers
 from wsmon.exporter.hub import Connection
@@ -258,3 +261,18 @@ async def test_a_handler_that_raises_fails_that_message_not_the_connection(
     # The service's own failure is what health judges: 1 of 2 messages failed.
     response = await client.get("/api/health")
     assert (response.status, (await response.json())["status"]) == (503, "unhealthy")
+
+
+async def test_no_auth_is_said_again_every_interval_by_one_worker_only(
+    aiohttp_client: MakeClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--no-auth is logged at start by the supervisor (exporter/cli.py) and then every minute,
+    here every 50 ms, by worker 0 alone; the other workers and a server with auth stay quiet."""
+    monkeypatch.setattr(app_module, "NO_AUTH_REMINDER_SECONDS", 0.05)
+    with caplog.at_level(logging.WARNING, logger="wsmon.exporter.app"):
+        await aiohttp_client(standalone_app(Settings(workers=2, no_auth=True), index=0))
+        await aiohttp_client(standalone_app(Settings(workers=2, no_auth=True), index=1))
+        await aiohttp_client(standalone_app(Settings(workers=2), index=0))
+        await asyncio.sleep(0.18)
+    reminders = [r for r in caplog.records if r.getMessage() == auth.NO_AUTH_WARNING]
+    assert 2 <= len(reminders) <= 4, [r.getMessage() for r in caplog.records]

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from wsmon.exporter import gate, origins
+from wsmon.exporter import gate, logs, origins
 from wsmon.exporter.config import ConfigError, load_settings
 
 
@@ -69,12 +69,12 @@ def test_refusals_are_logged_once_per_interval_with_a_count(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [100.0]
-    monkeypatch.setattr(gate.time, "monotonic", lambda: now[0])
-    throttled = gate.Throttled()
+    monkeypatch.setattr(logs.time, "monotonic", lambda: now[0])
+    throttled = logs.Throttled(logging.getLogger("wsmon.exporter.gate"))
     with caplog.at_level(logging.WARNING):
         for _ in range(50):
             throttled.warn("rate_limited", "refused")
-        now[0] += gate.LOG_INTERVAL
+        now[0] += logs.LOG_INTERVAL
         throttled.warn("rate_limited", "refused")
     assert [r.getMessage() for r in caplog.records] == [
         "refused",

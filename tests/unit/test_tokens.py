@@ -131,10 +131,10 @@ def test_the_token_comes_from_the_bearer_header_or_the_subprotocols() -> None:
     assert auth.token_from(None, ["wsmon.bearer"]) is None
 
 
-def test_an_admin_request_may_carry_the_token_as_a_basic_password() -> None:
+def test_a_request_may_carry_the_token_as_a_basic_password() -> None:
     basic = base64.b64encode(b"anyone:abc.def").decode()
-    assert auth.admin_token(f"Basic {basic}") == "abc.def"
-    assert auth.admin_token("Bearer abc.def") == "abc.def"
-    assert auth.admin_token("Basic !!not base64!!") is None
-    assert auth.admin_token(f"Basic {base64.b64encode(b'no-colon').decode()}") is None
-    assert auth.admin_token(None) is None
+    assert auth.token_from(f"Basic {basic}") == "abc.def"
+    assert auth.token_from("Bearer abc.def") == "abc.def"
+    assert auth.token_from("Basic !!not base64!!") is None
+    assert auth.token_from(f"Basic {base64.b64encode(b'no-colon').decode()}") is None
+    assert auth.token_from(None) is None
