@@ -85,7 +85,15 @@
     // What only the deploy bundle (deploy/, `wsmon deploy build`) reads: where each part listens
     // and is installed. Every way the bundle starts Prometheus takes its retention from here.
     deploy: {
-      ports: { wsmon: 8080, prometheus: 9090, alertmanager: 9093, grafana: 3000, smtpSink: 1025 },
+      // wsmonMetrics: the installed server's metrics_listen (/metrics and the health endpoints).
+      ports: {
+        wsmon: 8080,
+        wsmonMetrics: 8081,
+        prometheus: 9090,
+        alertmanager: 9093,
+        grafana: 3000,
+        smtpSink: 1025,
+      },
       host: 'localhost',
       // The design card: Prometheus keeps 30 days of history.
       retention: '30d',
@@ -157,6 +165,8 @@
         wsmonThresholds: '/etc/wsmon/thresholds.yaml',
         // The HS256 secret clients' JWTs are signed with (empty: no tokens checked, --no-auth).
         wsmonJwtSecret: '/etc/wsmon/jwt.secret',
+        // metrics_listen's TLS and basic auth, in Prometheus' web config format.
+        wsmonWebConfig: '/etc/wsmon/web.yml',
         prometheus: '/usr/bin/prometheus',
         prometheusConfig: '/etc/prometheus/wsmon',
         prometheusData: '/var/lib/prometheus/wsmon',

@@ -12,60 +12,98 @@ function(c) {
 
   // wsmon serve's settings file. `auth` is its authentication: the JWT secret's path, or null
   // for a development setup (then the server is started with --no-auth, which says so loudly).
-  wsmonSettings(auth):: $.header + |||
+  // `operations`, when not null, is {listen, webConfig}: /metrics and the health endpoints on a
+  // second address, behind the web config's basic auth.
+  wsmonSettings(auth, operations=null):: $.header + |||
     # wsmon serve's settings (flags and WSMON_* variables override them).
     # Clients connect from other machines: listen on every address, not only loopback.
     host: 0.0.0.0
-    # Prometheus scrapes /metrics here (deploy/prometheus/prometheus.yml).
+    # /ws and the pages; Prometheus scrapes %(scraped)s (deploy/prometheus/prometheus.yml).
     port: %(port)d
     # SIGTERM drains for this long; the unit's TimeoutStopSec waits longer.
     drain_seconds: %(drain)d
     # What /api/health judges by: the rules' thresholds, copied beside this file. Edit it with
     # `wsmon thresholds --file`; SIGHUP (`systemctl reload wsmon`) makes an edit live.
     thresholds_file: %(thresholds)s
-  ||| % { port: d.ports.wsmon, drain: d.drainSeconds, thresholds: d.paths.wsmonThresholds }
+  ||| % {
+    port: d.ports.wsmon,
+    drain: d.drainSeconds,
+    thresholds: d.paths.wsmonThresholds,
+    scraped: if operations == null then '/metrics here' else 'metrics_listen below',
+  }
   + (if auth == null then '' else |||
     # Clients' tokens are JWTs signed with this secret (HS256, at least 32 bytes): create it
     # (`head -c 48 /dev/urandom | base64 > %(secret)s`, readable by the service only), and
     # sign each client's token with it (sub: the user; roles: [admin] for broadcast and /probe).
     auth_jwt_secret_file: %(secret)s
-  ||| % { secret: auth }),
+  ||| % { secret: auth })
+  + (if operations == null then '' else |||
+    # /metrics, /healthz, /readyz and /probe: on this address only (the public port answers
+    # them 404), behind the basic auth of %(web)s (Prometheus' web config format).
+    metrics_listen: %(listen)s
+    metrics_web_config_file: %(web)s
+  ||| % { listen: operations.listen, web: operations.webConfig }),
+
+  // wsmon's web config (Prometheus' --web.config.file format) for metrics_listen: basic auth for
+  // the user Prometheus scrapes as, with a placeholder hash that no password matches, so the
+  // bundle loads as it is and every scrape is refused (401, shown as down) until it is replaced.
+  wsmonWebConfig(user, passwordFile):: $.header + |||
+    # TLS and basic auth for wsmon's metrics_listen (/metrics, /healthz, /readyz, /probe), in the
+    # format of Prometheus' own --web.config.file: `promtool check web-config` checks it.
+    # Replace the hash below with your own, and write the password alone into
+    # %(passwordFile)s, which Prometheus' scrape jobs send:
+    #   wsmon auth hash-password        (asks for the password twice; prints its bcrypt hash)
+    basic_auth_users:
+      %(user)s: %(placeholder)s
+    # A Prometheus on another machine: serve TLS too, and give its scrape jobs `scheme: https`
+    # and a `tls_config` naming the CA that signed this certificate.
+    # tls_server_config:
+    #   cert_file: /etc/wsmon/tls.crt
+    #   key_file: /etc/wsmon/tls.key
+  ||| % { user: user, passwordFile: passwordFile, placeholder: $.lockedHash },
+  // bcrypt-shaped (so the file loads) and the hash of no password: "REPLACE" where salt and
+  // digest go.
+  lockedHash:: '$2b$12$' + std.join('', std.repeat(['REPLACE.'], 7))[:53],
 
   // prometheus.yml, with `address(part)` the host:port Prometheus reaches a part at, and
-  // `probeTokenFile` the admin token its probe job sends (null: the server checks no tokens).
-  prometheusConfig(address, probeTokenFile=null):: {
-    global: { scrape_interval: d.scrapeInterval, evaluation_interval: d.scrapeInterval },
-    // Relative to this file: the rules sit beside it, in the tree as where it is installed.
-    rule_files: ['rules.yaml'],
-    alerting: { alertmanagers: [{ static_configs: [{ targets: [address('alertmanager')] }] }] },
-    scrape_configs: [
-      { job_name: $.job(c.wsmonSelector), static_configs: [{ targets: [address('wsmon')] }] },
-      { job_name: $.job(c.alertmanagerSelector), static_configs: [{ targets: [address('alertmanager')] }] },
-      { job_name: 'prometheus', static_configs: [{ targets: [address('prometheus')] }] },
-      {
-        // The Testing tab's checks, run by wsmon against itself (GET /probe?module=...): one
-        // target per module, its `module` label the query parameter.
-        job_name: d.probeJob,
-        metrics_path: '/probe',
-        static_configs: [
-          { targets: [address('wsmon')], labels: { module: module } }
-          for module in d.probeModules
-        ],
-        relabel_configs: [{ source_labels: ['module'], target_label: '__param_module' }],
-      } + (if probeTokenFile == null then {} else {
-        // /probe is an admin surface: the token of a user with the admin role.
-        authorization: { type: 'Bearer', credentials_file: probeTokenFile },
-      }) + {
-        // The probe's series are about the wsmon instance, so they carry its job, which the
-        // rules and dashboards select (each names its probe); `up` keeps this job, apart from
-        // the instance's own `up` that instance_down reads.
-        metric_relabel_configs: [
-          { target_label: 'job', replacement: $.job(c.wsmonSelector) },
-          { action: 'labeldrop', regex: 'module' },
-        ],
-      },
-    ],
-  },
+  // `metrics` how it reaches wsmon's metrics_listen: {target, username, passwordFile}, or null
+  // for /metrics and /probe on the public port, unprotected (the server checks no tokens).
+  prometheusConfig(address, metrics=null)::
+    local wsmonTarget = if metrics == null then address('wsmon') else metrics.target;
+    // A scrape config's own basic_auth: nothing wsmon-specific.
+    local scrapeAuth = if metrics == null then {} else {
+      basic_auth: { username: metrics.username, password_file: metrics.passwordFile },
+    };
+    {
+      global: { scrape_interval: d.scrapeInterval, evaluation_interval: d.scrapeInterval },
+      // Relative to this file: the rules sit beside it, in the tree as where it is installed.
+      rule_files: ['rules.yaml'],
+      alerting: { alertmanagers: [{ static_configs: [{ targets: [address('alertmanager')] }] }] },
+      scrape_configs: [
+        { job_name: $.job(c.wsmonSelector), static_configs: [{ targets: [wsmonTarget] }] } + scrapeAuth,
+        { job_name: $.job(c.alertmanagerSelector), static_configs: [{ targets: [address('alertmanager')] }] },
+        { job_name: 'prometheus', static_configs: [{ targets: [address('prometheus')] }] },
+        {
+          // The Testing tab's checks, run by wsmon against itself (GET /probe?module=...): one
+          // target per module, its `module` label the query parameter.
+          job_name: d.probeJob,
+          metrics_path: '/probe',
+          static_configs: [
+            { targets: [wsmonTarget], labels: { module: module } }
+            for module in d.probeModules
+          ],
+          relabel_configs: [{ source_labels: ['module'], target_label: '__param_module' }],
+        } + scrapeAuth + {
+          // The probe's series are about the wsmon instance, so they carry its job, which the
+          // rules and dashboards select (each names its probe); `up` keeps this job, apart from
+          // the instance's own `up` that instance_down reads.
+          metric_relabel_configs: [
+            { target_label: 'job', replacement: $.job(c.wsmonSelector) },
+            { action: 'labeldrop', regex: 'module' },
+          ],
+        },
+      ],
+    },
 
   // Grafana's datasources, with `url(part)` the URL Grafana reaches a part at.
   datasources(url):: {

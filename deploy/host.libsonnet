@@ -17,22 +17,34 @@ function(c)
   // Flags one per line, so a diff shows the one that changed.
   local exec(argv) = std.join(' \\\n    ', argv);
   local install = { name: 'Install', keys: { WantedBy: 'multi-user.target' } };
-  // Tokens are checked unless the secret's path is empty (`make stack`, which says --no-auth).
+  // Tokens are checked unless the secret's path is empty (`make stack`, which says --no-auth);
+  // then /metrics and the health endpoints are on a second address too, behind basic auth.
   local auth = if d.paths.wsmonJwtSecret == '' then null else d.paths.wsmonJwtSecret;
   // Beside prometheus.yml, which names it relative to itself.
-  local probeToken = 'probe.token';
+  local passwordFile = 'wsmon.password';
+  local scrapeUser = 'prometheus';
+  local operations = if auth == null then null else {
+    listen: address('wsmonMetrics'),
+    webConfig: d.paths.wsmonWebConfig,
+  };
+  local metrics = if auth == null then null else {
+    target: address('wsmonMetrics'),
+    username: scrapeUser,
+    passwordFile: passwordFile,
+  };
   {
-    'prometheus/prometheus.yml': common.prometheusConfig(address, if auth == null then null else probeToken),
+    'prometheus/prometheus.yml': common.prometheusConfig(address, metrics),
     'grafana/provisioning/datasources/wsmon.yaml': common.datasources(url),
   } + (if auth == null then {} else {
-    // A placeholder, so the bundle's prometheus.yml checks and loads as it is; until it holds
-    // an admin token, the probe job's scrapes are refused (401) and show as down.
-    ['prometheus/' + probeToken]: 'REPLACE-THIS-LINE-WITH-AN-ADMIN-TOKEN (a JWT signed with %s, roles: [admin])\n' % auth,
+    // Placeholders, so the bundle checks and loads as it is; until both are replaced, the
+    // scrapes of wsmon are refused (401) and show as down.
+    ['prometheus/' + passwordFile]: 'REPLACE-THIS-LINE-WITH-THE-PASSWORD-WHOSE-HASH-%s-HOLDS\n' % d.paths.wsmonWebConfig,
+    'wsmon/web.yml': common.wsmonWebConfig(scrapeUser, '%s/%s' % [d.paths.prometheusConfig, passwordFile]),
   }) + {
     'grafana/provisioning/dashboards/wsmon.yaml': common.dashboardProvider(d.paths.grafanaDashboards),
     // The file the unit's --config names: only what an installed server changes from `wsmon
     // serve`'s defaults (every other key is listed by `wsmon serve --help`).
-    'wsmon/wsmon.yaml': common.wsmonSettings(auth),
+    'wsmon/wsmon.yaml': common.wsmonSettings(auth, operations),
     'systemd/wsmon.service': unit([
       {
         name: 'Unit',

@@ -11,6 +11,9 @@ function(mixin, dashboards)
   // The operator names a target's job after its Service: the job the rules and dashboards select.
   local name = common.job(c.wsmonSelector);
   local port = 'http';
+  // /metrics, /healthz, /readyz and /probe: the pod's second port (metrics_listen), which the
+  // kubelet and Prometheus reach inside the cluster; only `http` needs to face clients.
+  local metricsPort = 'metrics';
   local labels(component) = {
     'app.kubernetes.io/name': name,
     'app.kubernetes.io/component': component,
@@ -85,20 +88,24 @@ function(mixin, dashboards)
                 '--workers=%d' % k.workers,
                 '--drain-seconds=%d' % d.drainSeconds,
                 '--auth-jwt-secret-file=%s/%s' % [authDir, k.authSecretKey],
+                '--metrics-listen=0.0.0.0:%d' % d.ports.wsmonMetrics,
               ],
               // Clients' JWTs are checked with the secret of the Secret k.authSecret (the README
               // creates it); without it the pod does not start, rather than accept everyone.
               volumeMounts: [{ name: 'auth', mountPath: authDir, readOnly: true }],
-              ports: [{ name: port, containerPort: d.ports.wsmon, protocol: 'TCP' }],
+              ports: [
+                { name: port, containerPort: d.ports.wsmon, protocol: 'TCP' },
+                { name: metricsPort, containerPort: d.ports.wsmonMetrics, protocol: 'TCP' },
+              ],
               // 503 while draining or with every worker full: the Service stops sending the pod
               // new clients at once, and liveness (/healthz) does not restart a full pod.
               readinessProbe: {
-                httpGet: { path: '/readyz', port: port },
+                httpGet: { path: '/readyz', port: metricsPort },
                 periodSeconds: 5,
                 failureThreshold: 1,
               },
               livenessProbe: {
-                httpGet: { path: '/healthz', port: port },
+                httpGet: { path: '/healthz', port: metricsPort },
                 periodSeconds: 10,
                 timeoutSeconds: 3,
                 failureThreshold: 3,
@@ -128,7 +135,10 @@ function(mixin, dashboards)
       metadata: metadata(name, 'server'),
       spec: {
         selector: labels('server'),
-        ports: [{ name: port, port: d.ports.wsmon, targetPort: port, protocol: 'TCP' }],
+        ports: [
+          { name: port, port: d.ports.wsmon, targetPort: port, protocol: 'TCP' },
+          { name: metricsPort, port: d.ports.wsmonMetrics, targetPort: metricsPort, protocol: 'TCP' },
+        ],
       },
     },
     'servicemonitor.yaml': {
@@ -138,13 +148,13 @@ function(mixin, dashboards)
       spec: {
         // No jobLabel: the job is the Service's name.
         selector: { matchLabels: labels('server') },
-        endpoints: [{ port: port, path: '/metrics', interval: d.scrapeInterval }] + [
+        endpoints: [{ port: metricsPort, path: '/metrics', interval: d.scrapeInterval }] + [
           {
             // The Testing tab's checks, as the one-host bundle's probe job runs them: the
             // scrape's own `up` under a job of its own (the module telling the three apart),
             // the probe's series under wsmon's job, which the rules and dashboards select.
             // The operator applies these after its own relabelings, which set the job.
-            port: port,
+            port: metricsPort,
             path: '/probe',
             params: { module: [module] },
             interval: d.scrapeInterval,

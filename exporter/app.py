@@ -1,4 +1,5 @@
-"""One worker's aiohttp app: /ws, /ws/echo, /metrics, /runbooks, /testing, /probe, health."""
+"""One worker's aiohttp apps: /ws, /ws/echo, /runbooks, /testing and /api/health on the public port;
+/metrics, /healthz, /readyz and /probe there too, or on the operations port (metrics_listen)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from aiohttp import WSMsgType, hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_websocket import WebSocketError
 
-from . import auth, origins, protocol, runbooks, testing_page
+from . import auth, origins, probe, protocol, runbooks, testing_page, webconfig
+from .caps import USER_LIMIT
 from .cluster import Cluster
 from .config import Settings
 from .exposition import Exposition
@@ -26,7 +28,6 @@ from .handlers import Handlers, Route
 from .hub import Connection, Hub
 from .logs import Throttled
 from .metrics import Cell, WorkerMetrics
-from .probe import Prober
 from .protocol import MessageId, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,16 @@ class Worker:
         self.handlers = Handlers(self.hub, self.cluster, self.metrics)
         self.draining = False
         self.exposition = Exposition()
-        # The probe's own connections present the pool's probe key (auth.Gatekeeper).
-        self.prober = Prober(settings.workers, os.environ.get(auth.PROBE_KEY_VARIABLE))
-        self.origins = origins.Policy.from_setting(settings.allowed_origins)
-        self.gatekeeper = auth.Gatekeeper(
-            auth.from_settings(settings), os.environ.get(auth.PROBE_KEY_VARIABLE)
+        # On metrics_listen's port, the probe connects to the public one, as clients do (the
+        # supervisor gives its workers the port it bound: settings.port).
+        public = (
+            probe.public_target(settings.host, settings.port) if settings.metrics_listen else None
         )
+        # The probe's own connections present the pool's probe key (auth.Gatekeeper).
+        probe_key = os.environ.get(auth.PROBE_KEY_VARIABLE)
+        self.prober = probe.Prober(settings.workers, probe_key, public)
+        self.origins = origins.Policy.from_setting(settings.allowed_origins)
+        self.gatekeeper = auth.Gatekeeper(auth.from_settings(settings), probe_key)
         self.tasks: set[asyncio.Future[Any]] = set()  # closes under way (expired tokens)
         self._refusals = Throttled(log)
         self._echoes: set[web.WebSocketResponse] = set()  # open /ws/echo connections
@@ -121,17 +126,51 @@ class Worker:
             self._refusals.warn("origin", f"refused a WebSocket from origin {origin!r}")
             raise web.HTTPForbidden(text="origin not allowed\n")
         identity = self._authenticate(request)
-        ws = self._websocket(decode_text)
-        stream = await ws.prepare(request)
-        if self.draining:
-            reason, code, text = "draining", GOING_AWAY, b"server shutting down"
-        elif self.at_capacity:
-            reason, code, text = "capacity", TRY_AGAIN_LATER, b"worker at capacity"
-        else:
-            return ws, stream, identity
+        await self._claim(identity)
+        try:
+            ws = self._websocket(decode_text)
+            stream = await ws.prepare(request)
+            if self.draining:
+                reason, code, text = "draining", GOING_AWAY, b"server shutting down"
+            elif self.at_capacity:
+                reason, code, text = "capacity", TRY_AGAIN_LATER, b"worker at capacity"
+            else:
+                return ws, stream, identity
+        except BaseException:
+            self._unclaim(identity)
+            raise
+        self._unclaim(identity)
         self.metrics.rejected[reason].value += 1
         await ws.close(code=code, message=text)
         return ws, None, identity
+
+    def _capped(self, identity: auth.Identity | None) -> bool:
+        # The pool's own probes are never capped: a probe refused would page for nothing.
+        return (
+            self.settings.max_connections_per_user > 0
+            and identity is not None
+            and identity is not auth.PROBE_IDENTITY
+        )
+
+    async def _claim(self, identity: auth.Identity | None) -> None:
+        """One more connection for the token's user, or 429 before the upgrade (caps.py)."""
+        if not self._capped(identity):
+            return
+        assert identity is not None
+        if not await self.cluster.claim_user(identity.user):
+            self.metrics.refused[USER_LIMIT].value += 1
+            cap = self.settings.max_connections_per_user
+            # The user is named in the log (throttled) and never in a label.
+            self._refusals.warn(USER_LIMIT, f"refused a WebSocket: {identity.user} holds {cap}")
+            raise web.HTTPTooManyRequests(
+                headers={hdrs.RETRY_AFTER: "5"},
+                text=f"this user holds {cap} connections, the most allowed; close one first\n",
+            )
+
+    def _unclaim(self, identity: auth.Identity | None) -> None:
+        if self._capped(identity):
+            assert identity is not None
+            self.cluster.user_ended(identity.user)
 
     async def serve_ws(self, request: web.Request) -> web.StreamResponse:
         # Text frames stay bytes: orjson parses (and checks the UTF-8 of) bytes directly, and an
@@ -156,6 +195,7 @@ class Worker:
             violation = await self._read_loop(conn, ws, stream.drain)
         finally:
             expiry.cancel()
+            self._unclaim(identity)
             self.hub.remove(conn)
             self._count_active()
             # aiohttp reports the close handshake's last code, not the one this side sent.
@@ -354,6 +394,7 @@ class Worker:
                 m.bytes_out.value += size
         finally:
             expiry.cancel()
+            self._unclaim(identity)
             self._echoes.discard(ws)
             self._count_active()
             m.close_code(auth.EXPIRED if expiry.expired else ws.close_code).value += 1
@@ -400,19 +441,19 @@ class Worker:
                 )
 
     def application(self) -> web.Application:
+        """The public port's app: /ws and the pages, and, without metrics_listen, what
+        operations_application would serve."""
         app = web.Application()
         app.router.add_get("/ws", self.serve_ws)
         app.router.add_get("/ws/echo", self.serve_echo)
-        app.router.add_get("/metrics", self.serve_metrics)
         app.router.add_get("/runbooks", self.serve_runbooks)
         # Admin surfaces: with authentication on, they need a token with the admin role.
         app.router.add_get(
             "/testing", self._admin(testing_page.handler(self.settings.workers), browser=True)
         )
-        app.router.add_get("/healthz", self.serve_healthz)
-        app.router.add_get("/readyz", self.serve_readyz)
         app.router.add_get("/api/health", self.serve_health)
-        app.router.add_get("/probe", self._admin(self.prober.serve))
+        if not self.settings.metrics_listen:
+            self._add_operations(app, self._admin(self.prober.serve))
 
         async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
             await self.cluster.start()
@@ -430,6 +471,21 @@ class Worker:
 
         app.cleanup_ctx.append(lifecycle)
         return app
+
+    def operations_application(self, web_config: webconfig.WebConfig) -> web.Application:
+        """The metrics_listen port's app: /metrics, /healthz, /readyz and /probe, behind the web
+        config's basic auth when it lists users (then /probe takes those: a scrape sends one
+        Authorization header), else /probe still needs an admin token."""
+        app = web.Application(middlewares=[web_config.middleware()])
+        probe = self.prober.serve if web_config.basic_auth else self._admin(self.prober.serve)
+        self._add_operations(app, probe)
+        return app
+
+    def _add_operations(self, app: web.Application, probe: Handler) -> None:
+        app.router.add_get("/metrics", self.serve_metrics)
+        app.router.add_get("/healthz", self.serve_healthz)
+        app.router.add_get("/readyz", self.serve_readyz)
+        app.router.add_get("/probe", probe)
 
 
 class Expiry:

@@ -1,4 +1,5 @@
-"""`wsmon auth token|hash-token`: issue a client's JWT, or list a static token by its digest."""
+"""`wsmon auth token|hash-token|hash-password`: issue a client's JWT, list a static token by its
+digest, or hash a password for the web config file's basic_auth_users."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import bcrypt
 import click
 import jwt
 
@@ -24,16 +26,18 @@ def _duration(_ctx: click.Context, _param: click.Parameter, text: str) -> float:
 
 @click.group()
 def auth_group() -> None:
-    """Tokens for a server that checks them (auth_jwt_secret_file, auth_tokens_file).
+    """Tokens for a server that checks them (auth_jwt_secret_file, auth_tokens_file), and
+    password hashes for the web config file's basic_auth_users (metrics_web_config_file).
 
     \b
       wsmon auth token --secret-file /etc/wsmon/jwt.secret --user alice > alice.jwt
       wsmon auth token --secret-file /etc/wsmon/jwt.secret --user prometheus --role admin \\
-          --expires 365d > /etc/prometheus/wsmon/probe.token
+          --expires 365d > probe.token
       wsmon auth token --secret-file jwt.secret --user bob --room team-blue- --topic news.
       head -c 32 /dev/urandom | base64 | tee bob.token | wsmon auth hash-token
+      wsmon auth hash-password < /etc/prometheus/wsmon/wsmon.password
 
-    A token is a secret: it goes to a file or a pipe, never a command line.
+    A token or a password is a secret: it goes to a file or a pipe, never a command line.
     """
 
 
@@ -110,3 +114,35 @@ def hash_token_command() -> None:
     if not token:
         raise click.UsageError("no token on standard input")
     click.echo(f"sha256: {hashlib.sha256(token.encode()).hexdigest()}")
+
+
+@auth_group.command("hash-password")
+@click.option(
+    "--cost",
+    type=click.IntRange(4, 31),
+    default=12,
+    show_default=True,
+    help="bcrypt's work factor: each step doubles the time a check takes (12: about 250 ms).",
+)
+def hash_password_command(cost: int) -> None:
+    """Print a bcrypt hash of a password, for basic_auth_users in the web config file.
+
+    The password is read on standard input (one trailing newline dropped), or asked for twice,
+    hidden, when standard input is a terminal.
+
+    \b
+      wsmon auth hash-password
+      wsmon auth hash-password < prometheus.password
+      # web.yml:  basic_auth_users: {prometheus: '<the hash it printed>'}
+    """
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.read().removesuffix("\n").removesuffix("\r")
+    secret = password.encode()
+    if not secret:
+        raise click.UsageError("no password on standard input")
+    if len(secret) > 72:
+        # bcrypt reads 72 bytes and no more: a longer password would seem stronger than it is.
+        raise click.UsageError(f"the password is {len(secret)} bytes; bcrypt takes at most 72")
+    click.echo(bcrypt.hashpw(secret, bcrypt.gensalt(cost)).decode())

@@ -16,7 +16,7 @@ import click
 
 from wsmon.thresholds import ThresholdsError
 
-from .config import OPTIONS, ConfigError, Settings, check_auth, load_settings
+from .config import OPTIONS, ConfigError, Settings, check_auth, check_listeners, load_settings
 from .health import load_thresholds
 from .logs import configure_logging
 
@@ -53,7 +53,10 @@ def _settings_options(command: Callable[..., None]) -> Callable[..., None]:
     help="YAML file of settings (keys as in the flags, with underscores). [env WSMON_CONFIG]",
 )
 def serve(config_file: Path | None, **flags: Any) -> None:
-    """Serve /ws, /ws/echo, /metrics, /runbooks, /healthz, /readyz and /api/health on one port.
+    """Serve /ws, /ws/echo, /metrics, /runbooks, /healthz, /readyz and /api/health.
+
+    All on one port, or /metrics, /healthz, /readyz and /probe on a second one (--metrics-listen)
+    with TLS and basic auth from a Prometheus web config file (--metrics-web-config-file).
 
     Settings come from flags, then WSMON_* environment variables, then the --config file, then
     defaults. Examples:
@@ -62,6 +65,8 @@ def serve(config_file: Path | None, **flags: Any) -> None:
       wsmon serve                                   # 127.0.0.1:8080, one worker per CPU
       wsmon serve --host 0.0.0.0 --workers 4 --worker-capacity 20000
       WSMON_PORT=9000 wsmon serve --config /etc/wsmon/wsmon.yaml
+      wsmon serve --host 0.0.0.0 --metrics-listen 10.0.0.5:9108 \\
+          --metrics-web-config-file /etc/wsmon/web.yml --auth-jwt-secret-file /etc/wsmon/jwt.secret
 
     SIGTERM (or Ctrl-C) drains: clients get close code 1001 and the server exits within
     --drain-seconds. Unknown WSMON_* variables (and Kubernetes' service-link variables of a
@@ -77,16 +82,19 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         )
     # Imported here, past the platform check: PyJWT brings urllib.request, which on macOS loads a
     # module a Linux-only server has no use for.
-    from . import auth
+    from . import auth, webconfig
 
     warnings: list[str] = []
     try:
         settings = load_settings(flags, os.environ, config_file, warnings)
         thresholds = load_thresholds(settings.thresholds_file)
         check_auth(settings)
-        # Read once here, so a bad key or tokens file stops the start, not each worker.
+        check_listeners(settings)
+        # Read once here, so a bad key, tokens or web config file stops the start, not each worker.
         auth.from_settings(settings)
-    except (ConfigError, ThresholdsError, auth.AuthConfigError) as exc:
+        if settings.metrics_web_config_file:
+            webconfig.load(Path(settings.metrics_web_config_file))
+    except (ConfigError, ThresholdsError, auth.AuthConfigError, webconfig.WebConfigError) as exc:
         raise click.UsageError(str(exc)) from None
     configure_logging(settings.log_level, "supervisor")
     for warning in warnings:
@@ -95,14 +103,14 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         log.warning(auth.NO_AUTH_WARNING)
     # The pool's own probes' key, which the workers inherit (auth.PROBE_KEY_VARIABLE).
     os.environ[auth.PROBE_KEY_VARIABLE] = secrets.token_urlsafe(32)
-    from .supervisor import ListenError
+    from .handoff import ListenError
     from .supervisor import serve as run_pool
 
     try:
         run_pool(settings, thresholds)
     except ListenError as exc:
         raise click.ClickException(
-            f"cannot listen on {settings.host}:{settings.port}: {_listen_problem(exc)}"
+            f"cannot listen on {exc.address}: {_listen_problem(exc)}"
         ) from None
 
 

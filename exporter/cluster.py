@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,14 @@ class Cluster(ABC):
     async def health(self) -> dict[str, Any]:
         """The /api/health document."""
 
+    @abstractmethod
+    async def claim_user(self, user: str) -> bool:
+        """One more connection for `user`, or False when it holds max_connections_per_user."""
+
+    @abstractmethod
+    def user_ended(self, user: str) -> None:
+        """A connection `claim_user` allowed has ended."""
+
     async def start(self) -> None:
         """Begin background work (after the event loop runs)."""
         return None
@@ -64,6 +73,9 @@ class Supervised(Cluster):
         self._tasks: list[asyncio.Task[None]] = []
         self._load_report: asyncio.Handle | None = None
         self._ended = 0  # TCP connections handed to this worker that have since closed
+        # Since the last report, by key, when caps count them (caps.py).
+        self._addresses_ended: Counter[str] = Counter()
+        self._users_ended: Counter[str] = Counter()
 
     def relay(
         self, message_type: str, route: str, name: str, payload: bytes, enqueued: float
@@ -73,12 +85,12 @@ class Supervised(Cluster):
             payload,
         )
 
-    async def _ask(self, op: Op) -> bytes:
+    async def _ask(self, op: Op, **fields: str) -> bytes:
         request = next(self._ids)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._requests[request] = future
         try:
-            self._channel.send({"op": op, "req": request})
+            self._channel.send({"op": op, "req": request, **fields})
             return await asyncio.wait_for(future, COLLECT_TIMEOUT)
         finally:
             self._requests.pop(request, None)
@@ -90,21 +102,48 @@ class Supervised(Cluster):
         document: dict[str, Any] = orjson.loads(await self._ask(Op.HEALTH))
         return document
 
-    def connection_ended(self) -> None:
-        """One of the connections the supervisor handed over has closed.
+    async def claim_user(self, user: str) -> bool:
+        try:
+            return await self._ask(Op.CLAIM, user=user) == b"1"
+        except TimeoutError:
+            # A supervisor that has not answered in 5 s is an outage of its own: the cap is
+            # for abuse, so the client is let in. Its end is reported all the same, and the
+            # supervisor frees only a claim it made (caps.Tally._take).
+            log.error("the supervisor did not answer a connection claim; admitting it")
+            return True
+
+    def user_ended(self, user: str) -> None:
+        self._users_ended[user] += 1
+        self._schedule_report()
+
+    def connection_ended(self, address: str | None = None) -> None:
+        """One of the connections the supervisor handed over has closed (with the address it was
+        handed with, when the per-address cap counts it).
 
         The supervisor balances on handed-over minus ended: exact for every connection from the
         moment it is handed over, whether it is still in its handshake or plain HTTP, and a late
         report can only make this worker look busier, never idler, than it is.
         """
         self._ended += 1
+        if address is not None:
+            self._addresses_ended[address] += 1
+        self._schedule_report()
+
+    def _schedule_report(self) -> None:
         # Coalesce a burst of disconnects into one report a few milliseconds later.
         if self._load_report is None:
             self._load_report = asyncio.get_running_loop().call_later(0.005, self._report_load)
 
     def _report_load(self) -> None:
         self._load_report = None
-        self._channel.send({"op": Op.LOAD, "ended": self._ended})
+        header: dict[str, Any] = {"op": Op.LOAD, "ended": self._ended}
+        if self._addresses_ended:
+            header["addresses"] = dict(self._addresses_ended)
+            self._addresses_ended.clear()
+        if self._users_ended:
+            header["users"] = dict(self._users_ended)
+            self._users_ended.clear()
+        self._channel.send(header)
 
     def _push_snapshot(self, request: int | None) -> None:
         self._channel.send({"op": Op.SNAPSHOT, "req": request}, to_wire(self._registry.snapshot()))

@@ -53,6 +53,13 @@ class Settings:
     # The extreme load profile opens 1,000 connections at once from one address (with its
     # probe and scrapes): the burst, ten seconds' worth, lets it through.
     handshake_rate_limit: int = 200
+    # Off by default: behind a proxy or a NAT every client has the same address, and one user
+    # may rightly hold many tabs; docs/security.md suggests values.
+    max_connections_per_address: int = 0
+    max_connections_per_user: int = 0
+    # Empty: /metrics and the health endpoints are served on the public port.
+    metrics_listen: str = ""
+    metrics_web_config_file: str = ""
     # Exactly one way of checking tokens, or no_auth (development only): see check_auth.
     auth_jwt_secret_file: str = ""
     auth_jwt_public_key_file: str = ""
@@ -182,6 +189,36 @@ OPTIONS: tuple[Option, ...] = (
         " worth pass); the rest are closed at once",
     ),
     Option(
+        "max_connections_per_address",
+        int,
+        lambda v: v >= 0,
+        "an integer >= 0 (0: off)",
+        "connections one client address may hold open at once; one more is answered 429",
+    ),
+    Option(
+        "max_connections_per_user",
+        int,
+        lambda v: v >= 0,
+        "an integer >= 0 (0: off)",
+        "connections one token's user may hold open at once; one more is answered 429",
+    ),
+    Option(
+        "metrics_listen",
+        str,
+        lambda v: not v or _is_listen_address(v),
+        "host:port ([::1]:port for IPv6), or empty",
+        "a second address for /metrics, /healthz, /readyz and /probe, which the public port"
+        " then no longer serves (empty: they are on the public port)",
+    ),
+    Option(
+        "metrics_web_config_file",
+        str,
+        lambda v: True,
+        "a path",
+        "TLS and basic auth for metrics_listen, in the format of Prometheus'"
+        " --web.config.file (tls_server_config, basic_auth_users with bcrypt hashes)",
+    ),
+    Option(
         "auth_jwt_secret_file",
         str,
         lambda v: True,
@@ -278,6 +315,42 @@ def check_auth(settings: Settings) -> None:
             " or auth_tokens_file (flags, WSMON_* variables or the config file), or --no-auth"
             " for development"
         )
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """`host:port` or `[v6 host]:port` as a (host, port) pair; ValueError when it is neither."""
+    host, separator, port = text.rpartition(":")
+    if not separator or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(text)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(text)  # an IPv6 address needs its brackets: [::1]:9108
+    return host, int(port)
+
+
+def _is_listen_address(text: str) -> bool:
+    try:
+        listen_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_listeners(settings: Settings) -> None:
+    """The operations listener's settings agree with each other and with the public one."""
+    if settings.metrics_web_config_file and not settings.metrics_listen:
+        raise ConfigError(
+            "metrics_web_config_file is set but metrics_listen is not: the web config protects"
+            " the second address only; set metrics_listen too (for example 127.0.0.1:9108)"
+        )
+    if settings.metrics_listen:
+        host, port = listen_address(settings.metrics_listen)
+        if port and port == settings.port and host in (settings.host, "0.0.0.0", "::"):
+            raise ConfigError(
+                f"metrics_listen {settings.metrics_listen} is the public address"
+                f" {settings.host}:{settings.port}: give it a port of its own"
+            )
 
 
 def _unknown_key(key: str, source: str) -> ConfigError:

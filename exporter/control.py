@@ -14,6 +14,10 @@ from typing import Any
 import orjson
 
 _LENGTHS = struct.Struct("!II")
+# The listener a handed-over connection came in on: the first byte of its hand-off message, the
+# client's address the rest. PUBLIC serves /ws; OPERATIONS, `metrics_listen`, the scrapes.
+PUBLIC = b"w"
+OPERATIONS = b"o"
 MAX_FRAME = 256 * 1024 * 1024
 
 
@@ -24,13 +28,14 @@ class Op(StrEnum):
     """
 
     HELLO = "hello"  # worker: started and serving
-    LOAD = "load"  # worker: how many handed-over connections have ended
+    LOAD = "load"  # worker: how many handed-over connections have ended (and whose: caps.py)
+    CLAIM = "claim"  # worker: may this user open one more connection? (caps.py)
     RELAY = "relay"  # both ways: a delivery for the other workers' local recipients
     SNAPSHOT = "snapshot"  # worker: its metrics (pushed every second, or answering a request)
     SNAPSHOT_REQUEST = "snapshot_request"  # supervisor: send a fresh snapshot now
     COLLECT = "collect"  # worker: send the pool's merged metrics (for /metrics)
     HEALTH = "health"  # worker: send the /api/health document
-    REPLY = "reply"  # supervisor: the answer to a collect or health
+    REPLY = "reply"  # supervisor: the answer to a collect, health or claim
     DRAIN = "drain"  # supervisor: close every connection with 1001 and exit
 
 

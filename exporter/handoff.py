@@ -1,4 +1,8 @@
-"""The listening socket: accept each connection and pass it (SCM_RIGHTS) to the least-loaded worker.
+"""The listening sockets: accept each connection, pass it (SCM_RIGHTS) to the least-loaded worker.
+
+Two listeners at most: the public one (`host`, `port`) and, with `metrics_listen`, the operations
+one for /metrics and the health endpoints. Every connection goes through the gate (gate.py) and
+is handed over with a message naming its listener and its client's address (control.PUBLIC).
 
 A worker's load is the connections handed to it minus those it has reported closed
 (Supervised.connection_ended): exact from the moment of hand-off, handshakes and plain HTTP
@@ -14,7 +18,9 @@ import logging
 import socket
 from collections.abc import Sequence
 
-from .config import Settings
+from .caps import LOOSE, Tally
+from .config import Settings, listen_address
+from .control import OPERATIONS, PUBLIC
 from .gate import Gate
 from .metrics import Cell
 from .pool import Slot
@@ -25,61 +31,77 @@ ACCEPT_PAUSE = 0.1
 MAX_QUEUED_HANDOFFS = 4096  # per worker; past this its connections go elsewhere or are refused
 
 
+class ListenError(OSError):
+    """A port cannot be bound: reported before any worker starts. `address` names which."""
+
+    def __init__(self, address: str, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.address = address
+
+
 class Handoff:
     def __init__(
-        self, settings: Settings, slots: Sequence[Slot], no_worker: Cell, refused: dict[str, Cell]
+        self,
+        settings: Settings,
+        slots: Sequence[Slot],
+        addresses: Tally,
+        no_worker: Cell,
+        refused: dict[str, Cell],
     ) -> None:
         self.settings = settings
         self.slots = slots
+        self.addresses = addresses
         self._no_worker = no_worker  # connections no worker could take
         self._gate = Gate(
             settings.handshake_rate_limit,
             settings.handshake_timeout_seconds,
+            addresses,
             refused,
             self._hand_off,
         )
-        self._listener: socket.socket | None = None
+        self._listeners: dict[bytes, socket.socket] = {}
         self._closed = False
 
     def listen(self) -> None:
+        """Bind the public port, and the operations one when configured (or ListenError)."""
         settings = self.settings
-        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((settings.host, settings.port))
-        listener.listen(4096)
-        listener.setblocking(False)
-        self._listener = listener
+        public = f"{settings.host}:{settings.port}"
+        self._listeners[PUBLIC] = _bound(settings.host, settings.port, public)
+        if settings.metrics_listen:
+            host, port = listen_address(settings.metrics_listen)
+            self._listeners[OPERATIONS] = _bound(host, port, settings.metrics_listen)
 
-    def address(self) -> tuple[str, int]:
-        assert self._listener is not None
-        host, port = self._listener.getsockname()[:2]
+    def address(self, listener: bytes = PUBLIC) -> tuple[str, int] | None:
+        """Where `listener` listens (None: not configured)."""
+        sock = self._listeners.get(listener)
+        if sock is None:
+            return None
+        host, port = sock.getsockname()[:2]
         return host, port
 
     def start(self) -> None:
         """Begin accepting (once the workers can take connections)."""
-        assert self._listener is not None
-        asyncio.get_running_loop().add_reader(self._listener.fileno(), self._accept)
+        for tag, sock in self._listeners.items():
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, tag)
 
     def close(self) -> None:
         """Stop accepting for good: the pool is draining."""
         self._closed = True
         self._gate.close()
-        if self._listener is not None:
-            asyncio.get_running_loop().remove_reader(self._listener.fileno())
-            self._listener.close()
+        for sock in self._listeners.values():
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
 
     def release(self, slot: Slot) -> None:
         """A worker died: what was queued for it is closed, and its clients retry."""
         if slot.handoff is not None:
             asyncio.get_running_loop().remove_writer(slot.handoff.fileno())
         while slot.queued:
-            slot.queued.popleft().close()
+            slot.queued.popleft()[0].close()
             self._no_worker.value += 1
 
-    def _accept(self) -> None:
-        listener = self._listener
-        assert listener is not None
+    def _accept(self, tag: bytes) -> None:
+        listener = self._listeners[tag]
         while True:
             try:
                 conn, peer = listener.accept()
@@ -91,14 +113,14 @@ class Handoff:
                 log.error("accept failed: %s; pausing accepts for %.1fs", exc, ACCEPT_PAUSE)
                 loop = asyncio.get_running_loop()
                 loop.remove_reader(listener.fileno())
-                loop.call_later(ACCEPT_PAUSE, self._resume_accepting)
+                loop.call_later(ACCEPT_PAUSE, self._resume_accepting, tag)
                 return
             self._tune(conn)
-            self._gate.admit(conn, peer[0])
+            self._gate.admit(conn, peer[0], tag)
 
-    def _resume_accepting(self) -> None:
+    def _resume_accepting(self, tag: bytes) -> None:
         if not self._closed:
-            self.start()
+            asyncio.get_running_loop().add_reader(self._listeners[tag].fileno(), self._accept, tag)
 
     def _tune(self, conn: socket.socket) -> None:
         """No Nagle delay; TCP keepalive finds peers that vanished without a close (1006)."""
@@ -110,31 +132,38 @@ class Handoff:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
 
-    def _hand_off(self, conn: socket.socket) -> None:
+    def _hand_off(self, conn: socket.socket, address: str, listener: bytes) -> None:
         """Pass the connection to the least-loaded worker, queueing it if that worker's hand-off
         socket is full (its send buffer holds a few hundred descriptors)."""
+        # The gate claimed the public listener's connections for their address (caps.py).
+        claimed = listener == PUBLIC and self.addresses.enabled
+        message = listener + address.encode()
         for slot in sorted((s for s in self.slots if s.alive), key=lambda s: s.load):
             if len(slot.queued) >= MAX_QUEUED_HANDOFFS:
                 continue
-            if not slot.queued and self._send_fd(slot, conn):
+            if not slot.queued and self._send_fd(slot, conn, message):
                 conn.close()
             else:
-                slot.queued.append(conn)
+                slot.queued.append((conn, message))
                 if len(slot.queued) == 1:
                     handoff = slot.handoff
                     assert handoff is not None
                     asyncio.get_running_loop().add_writer(handoff.fileno(), self._flush, slot)
             slot.handed += 1
+            if claimed:
+                self.addresses.move(address, LOOSE, slot.index)
             return
         conn.close()
+        if claimed:
+            self.addresses.release(address, LOOSE)
         self._no_worker.value += 1
         log.warning("no worker could take a connection; closed it")
 
-    def _send_fd(self, slot: Slot, conn: socket.socket) -> bool:
+    def _send_fd(self, slot: Slot, conn: socket.socket, message: bytes) -> bool:
         """False when the worker's queue is full; a dead worker's connections are dropped."""
         assert slot.handoff is not None
         try:
-            socket.send_fds(slot.handoff, [b"c"], [conn.fileno()])
+            socket.send_fds(slot.handoff, [message], [conn.fileno()])
         except BlockingIOError:
             return False
         except OSError as exc:  # the worker died; release() closes what it had queued
@@ -144,8 +173,24 @@ class Handoff:
 
     def _flush(self, slot: Slot) -> None:
         while slot.queued:
-            if not self._send_fd(slot, slot.queued[0]):
+            conn, message = slot.queued[0]
+            if not self._send_fd(slot, conn, message):
                 return
-            slot.queued.popleft().close()
+            slot.queued.popleft()
+            conn.close()
         assert slot.handoff is not None
         asyncio.get_running_loop().remove_writer(slot.handoff.fileno())
+
+
+def _bound(host: str, port: int, shown: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(4096)
+    except OSError as exc:
+        listener.close()
+        raise ListenError(shown, exc) from None
+    listener.setblocking(False)
+    return listener

@@ -35,6 +35,7 @@ from wsmon.catalogue import (
 )
 
 from . import protocol
+from .caps import USER_LIMIT
 
 
 class Cell:
@@ -219,9 +220,11 @@ class WorkerMetrics:
         rejected = family("wsmon_connections_rejected_total")
         # A worker refuses for these reasons; the supervisor counts "no_worker".
         self.rejected: dict[str, Cell] = {r: rejected.child(r) for r in ("capacity", "draining")}
-        # The supervisor's gate counts rate_limited and handshake_timeout.
+        # The supervisor's gate counts rate_limited, handshake_timeout and address_limit.
         refused = family("wsmon_handshakes_refused_total")
-        self.refused: dict[str, Cell] = {r: refused.child(r) for r in ("origin", "unauthenticated")}
+        self.refused: dict[str, Cell] = {
+            r: refused.child(r) for r in ("origin", "unauthenticated", USER_LIMIT)
+        }
         closed = family("wsmon_connections_closed_total")
         self.closed: dict[str, Cell] = {c: closed.child(c) for c in (*CLOSE_CODES, OTHER)}
         received = family("wsmon_messages_received_total")

@@ -48,7 +48,8 @@ class Slot:
     # Connections given to that process (handoff.py).
     handoff: socket.socket | None = None
     handed: int = 0  # connections handed (or queued for hand-off) to this process
-    queued: deque[socket.socket] = field(default_factory=deque)  # waiting for room in hand-off
+    # Waiting for room in the hand-off socket, with their hand-off messages.
+    queued: deque[tuple[socket.socket, bytes]] = field(default_factory=deque)
     ended: int = 0  # of those, how many the worker last reported closed
     # Its metrics (pool_metrics.py).
     snapshot: Snapshot = field(default_factory=dict)

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 
 from . import process_metrics
+from .caps import ADDRESS_LIMIT
 from .control import Op
 from .gate import HANDSHAKE_TIMEOUT, RATE_LIMITED
 from .metrics import Cell, Registry, Sample, Snapshot, from_wire, merge, values, without_gauges
@@ -35,9 +36,9 @@ class PoolMetrics:
         ]
         self.no_worker: Cell = self.registry["wsmon_connections_rejected_total"].child("no_worker")
         refused = self.registry["wsmon_handshakes_refused_total"]
-        # The gate's reasons; a worker counts "origin".
+        # The gate's reasons; a worker counts origin, unauthenticated and user_limit.
         self.refused: dict[str, Cell] = {
-            r: refused.child(r) for r in (RATE_LIMITED, HANDSHAKE_TIMEOUT)
+            r: refused.child(r) for r in (RATE_LIMITED, HANDSHAKE_TIMEOUT, ADDRESS_LIMIT)
         }
         self.retired: Snapshot = {}  # counters of workers that died, so pool totals never go back
         self._requests = itertools.count(1)

@@ -41,6 +41,13 @@ def target(sockname: Any) -> str:
     return f"ws://[{host}]:{port}/ws" if ":" in host else f"ws://{host}:{port}/ws"
 
 
+def public_target(host: str, port: int) -> str:
+    """The /ws URL of the public port, for a probe that arrived on metrics_listen's: the
+    wildcard addresses are reached on loopback."""
+    reachable = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return target((reachable, port))
+
+
 def render(result: selftest.Result) -> bytes:
     """The result in the text exposition format, with the catalogue's help for every series."""
     registry = CollectorRegistry(auto_describe=False)
@@ -73,8 +80,10 @@ def render(result: selftest.Result) -> bytes:
 class Prober:
     """The /probe handler of one worker."""
 
-    def __init__(self, workers: int, key: str | None = None) -> None:
+    def __init__(self, workers: int, key: str | None = None, public: str | None = None) -> None:
         self.workers = workers  # the pool probe expects every one of them
+        # Where to connect when not where the request came in (public_target).
+        self._public = public
         # Its connections' credentials with authentication on: the pool's probe key.
         self._headers = {"Authorization": f"Bearer {key}"} if key else None
         self._running = 0
@@ -101,11 +110,12 @@ class Prober:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         if sockname is None:  # the connection is already gone
             return web.Response(status=503, text="no local address to probe\n")
+        url = self._public or target(sockname)
         step = budget(request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"))
         step /= selftest.STEPS_PER_CHECK
         self._running += 1
         try:
-            result = await self._check(module, target(sockname), step)
+            result = await self._check(module, url, step)
         finally:
             self._running -= 1
         return web.Response(body=render(result), headers={"Content-Type": TEXT})

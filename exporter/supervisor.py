@@ -1,19 +1,22 @@
-"""`wsmon serve`: the supervisor that owns the port and a pool of worker processes.
+"""`wsmon serve`: the supervisor that owns the ports and a pool of worker processes.
 
 It is put together from one part per job: handoff.py accepts every TCP connection and passes it to
-the least-loaded worker, pool.py starts, restarts and drains the worker processes, relay.py
-forwards deliveries between workers, pool_metrics.py merges their metrics for /metrics and
-pool_health.py samples them for /api/health. This module routes each worker's control frames to
-the part that handles them, on SIGTERM drains every worker before it exits, and on SIGHUP re-reads
-the thresholds /api/health judges by (a bad file keeps the set in use, and the log says why).
+the least-loaded worker, caps.py counts connections per address and per user, pool.py starts,
+restarts and drains the worker processes, relay.py forwards deliveries between workers,
+pool_metrics.py merges their metrics for /metrics and pool_health.py samples them for /api/health.
+This module routes each worker's control frames to the part that handles them, on SIGTERM drains
+every worker before it exits, and on SIGHUP re-reads the thresholds /api/health judges by (a bad
+file keeps the set in use, and the log says why).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 from collections.abc import Awaitable, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,8 +24,10 @@ import orjson
 from wsmon import __version__
 from wsmon.thresholds import Threshold, ThresholdsError
 
+from . import webconfig
+from .caps import Tally
 from .config import Settings
-from .control import ControlChannel, Op
+from .control import OPERATIONS, ControlChannel, Op
 from .handoff import Handoff
 from .health import load_thresholds
 from .metrics import to_wire
@@ -42,7 +47,11 @@ class Supervisor:
         self.tasks = Background()
         self.metrics = PoolMetrics(self.slots)
         self.health = PoolHealth(self.slots, self.metrics, thresholds)
-        self.handoff = Handoff(settings, self.slots, self.metrics.no_worker, self.metrics.refused)
+        self.addresses = Tally(settings.max_connections_per_address)
+        self.users = Tally(settings.max_connections_per_user)
+        self.handoff = Handoff(
+            settings, self.slots, self.addresses, self.metrics.no_worker, self.metrics.refused
+        )
         self.pool = Pool(
             settings,
             self.slots,
@@ -50,7 +59,7 @@ class Supervisor:
             alive=self.metrics.alive,
             restarts=self.metrics.restarts,
             read_control=self._read,
-            on_exit=(self.metrics.retire, self.handoff.release),
+            on_exit=(self.metrics.retire, self.handoff.release, self._forget),
         )
         self.relay = Relay(self.slots, self.pool.replace)
         self._stopped = asyncio.Event()
@@ -58,6 +67,11 @@ class Supervisor:
     async def run(self) -> None:
         """Start the workers, then accept (the port is bound already: serve)."""
         loop = asyncio.get_running_loop()
+        address = self.handoff.address()
+        assert address is not None
+        # The workers are told the port actually bound (0 picks one): a probe on metrics_listen
+        # connects to it.
+        self.pool.settings = dataclasses.replace(self.settings, port=address[1])
         await self.pool.start()
         self.handoff.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -65,15 +79,19 @@ class Supervisor:
         # Without a handler SIGHUP would end the server: `systemctl reload` and
         # `wsmon thresholds ... --apply` send it to have the thresholds read again.
         loop.add_signal_handler(signal.SIGHUP, self.reload_thresholds)
-        host, port = self.handoff.address()
         log.info(
             "wsmon %s serving on http://%s:%d with %d workers (capacity %d each)",
             __version__,
-            host,
-            port,
+            *address,
             len(self.slots),
             self.settings.worker_capacity,
         )
+        operations = self.handoff.address(OPERATIONS)
+        if operations is not None:
+            web = self.settings.metrics_web_config_file
+            tls = bool(web) and webconfig.load(Path(web)).ssl_context() is not None
+            scheme = "https" if tls else "http"
+            log.info("/metrics and the health endpoints on %s://%s:%d", scheme, *operations)
         self.tasks.spawn(self.health.sample_forever())
         await self._stopped.wait()
 
@@ -127,6 +145,11 @@ class Supervisor:
                 self.relay.forward(slot, header, body)
             case Op.LOAD:
                 slot.ended = header["ended"]  # what handoff.py balances on
+                self.addresses.release_all(header.get("addresses", {}), slot.index)
+                self.users.release_all(header.get("users", {}), slot.index)
+            case Op.CLAIM:
+                allowed = self.users.claim(header["user"], slot.index)
+                channel.send({"op": Op.REPLY, "req": header["req"]}, b"1" if allowed else b"")
             case Op.SNAPSHOT:
                 self.metrics.received(slot, header["req"], body)
             case Op.COLLECT:
@@ -138,6 +161,11 @@ class Supervisor:
             case op:
                 log.warning("worker %d sent unknown control op %r", slot.index, op)
 
+    def _forget(self, slot: Slot) -> None:
+        """A worker died: its connections, and so its claims on the caps, are gone."""
+        self.addresses.forget(slot.index)
+        self.users.forget(slot.index)
+
     async def _collect(self) -> bytes:
         return to_wire(await self.metrics.collect())
 
@@ -148,19 +176,12 @@ class Supervisor:
         channel.send({"op": Op.REPLY, "req": request}, await body)
 
 
-class ListenError(OSError):
-    """The port cannot be bound: reported before any worker starts."""
-
-
 def serve(settings: Settings, thresholds: Sequence[Threshold]) -> None:
-    """Bind the port (ListenError, before any worker starts), then run the pool."""
+    """Bind the ports (handoff.ListenError, before any worker starts), then run the pool."""
     from wsmon.loop import run
 
     supervisor = Supervisor(settings, thresholds)
-    try:
-        supervisor.handoff.listen()
-    except OSError as exc:
-        raise ListenError(exc.errno, exc.strerror or str(exc)) from None
+    supervisor.handoff.listen()
 
     async def main() -> None:
         try:

@@ -3,7 +3,7 @@
 Started by the supervisor (pool.py) as `python -P -m wsmon.exporter.worker` (-P: the current
 directory cannot shadow wsmon's modules), with two inherited Unix sockets: the control channel
 (relay, metrics, drain) and the hand-off socket, on which each accepted TCP connection arrives as
-a file descriptor (SCM_RIGHTS).
+a file descriptor (SCM_RIGHTS), with a message naming its listener and its client's address.
 """
 
 from __future__ import annotations
@@ -15,20 +15,25 @@ import logging
 import os
 import signal
 import socket
+import ssl
+from pathlib import Path
 
 import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from . import webconfig
 from .app import Worker
 from .cluster import Supervised
 from .config import Settings
-from .control import ControlChannel, Op
+from .control import OPERATIONS, PUBLIC, ControlChannel, Op
 from .hub import Hub
 from .logs import configure_logging
 from .metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
+
+HANDOFF_MESSAGE = 128  # bytes at most: the listener's tag and the client's address (control.PUBLIC)
 
 
 async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd: int) -> None:
@@ -45,47 +50,77 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
 
     worker = Worker(settings, index, link)
     assert cluster is not None
-    runner = web.AppRunner(worker.application(), handle_signals=False, access_log=None)
-    await runner.setup()
-    server = runner.server
-    assert server is not None
+    runners = [web.AppRunner(worker.application(), handle_signals=False, access_log=None)]
+    tls: ssl.SSLContext | None = None
+    if settings.metrics_listen:
+        # Read again here (the supervisor checked it at start): the TLS context is per process.
+        web_config = (
+            webconfig.load(Path(settings.metrics_web_config_file))
+            if settings.metrics_web_config_file
+            else webconfig.WebConfig()
+        )
+        tls = web_config.ssl_context()
+        operations = worker.operations_application(web_config)
+        runners.append(web.AppRunner(operations, handle_signals=False, access_log=None))
+    servers: dict[bytes, web.Server] = {}
+    for tag, runner in zip((PUBLIC, OPERATIONS), runners, strict=False):
+        await runner.setup()
+        assert runner.server is not None
+        servers[tag] = runner.server
     handoff = socket.socket(fileno=handoff_fd)
     handoff.setblocking(False)
-    # aiohttp's server is told of every connection that closes: that is what the supervisor's
+    # With the per-address cap, each public connection's address is reported when it ends.
+    addresses: dict[RequestHandler, str] = {}
+    track = settings.max_connections_per_address > 0
+    handshake_timeout = settings.handshake_timeout_seconds
+
+    # aiohttp's servers are told of every connection that closes: that is what the supervisor's
     # balancing counts (Supervised.connection_ended).
-    lost = server.connection_lost
+    def watch(server: web.Server) -> None:
+        lost = server.connection_lost
 
-    def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
-        lost(handler, exc)
-        cluster.connection_ended()
+        def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
+            lost(handler, exc)
+            cluster.connection_ended(addresses.pop(handler, None))
 
-    server.connection_lost = connection_lost  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    for server in servers.values():
+        watch(server)
     pending: set[asyncio.Task[None]] = set()
 
-    async def take_on(sock: socket.socket) -> None:
+    async def take_on(sock: socket.socket, tag: bytes, address: str) -> None:
         try:
-            await loop.connect_accepted_socket(server, sock)
+            if tag == OPERATIONS and tls is not None:
+                _, handler = await loop.connect_accepted_socket(
+                    servers[tag], sock, ssl=tls, ssl_handshake_timeout=handshake_timeout
+                )
+            else:
+                _, handler = await loop.connect_accepted_socket(servers[tag], sock)
         except OSError as exc:  # the peer reset before we got to it: it has ended all the same
             log.debug("hand-off failed: %s", exc)
             sock.close()
-            cluster.connection_ended()
+            cluster.connection_ended(address if track and tag == PUBLIC else None)
+            return
+        if track and tag == PUBLIC:
+            addresses[handler] = address
 
     def take_connections() -> None:
         while True:
             try:
-                _, fds, _, _ = socket.recv_fds(handoff, 1, 64)
+                message, fds, _, _ = socket.recv_fds(handoff, HANDOFF_MESSAGE, 1)
             except BlockingIOError:
                 return
             if not fds:  # the supervisor closed the hand-off socket
                 loop.remove_reader(handoff.fileno())
                 stop.set()
                 return
-            for fd in fds:
-                sock = socket.socket(fileno=fd)
-                sock.setblocking(False)
-                task = loop.create_task(take_on(sock))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+            tag, address = message[:1], message[1:].decode()
+            sock = socket.socket(fileno=fds[0])
+            sock.setblocking(False)
+            task = loop.create_task(take_on(sock, tag, address))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
 
     loop.add_reader(handoff.fileno(), take_connections)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -100,7 +135,8 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
 
     async def shut_down() -> None:
         await worker.drain()
-        await runner.cleanup()
+        for runner in reversed(runners):
+            await runner.cleanup()
 
     # The supervisor kills a worker that has not drained within drain_seconds + 2 s (pool.py),
     # but after a SIGKILL of the supervisor nobody does: a handler stuck writing to a client that

@@ -97,7 +97,8 @@ CATALOGUE: Final = (
         COUNTER,
         "Connections refused for the client's behaviour: unauthenticated (401, no or a bad"
         " token), origin (403, not allowed), rate_limited (too many new connections from one"
-        " address), handshake_timeout (sent nothing in time).",
+        " address), handshake_timeout (sent nothing in time), address_limit and user_limit"
+        " (429: the address or the token's user holds its cap of open connections).",
         ("reason",),
     ),
     Spec(

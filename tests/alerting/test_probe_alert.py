@@ -64,9 +64,9 @@ def test_a_stopped_worker_fires_the_probe_alert_on_real_probes(
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    # The admin token the bundle's job sends, beside the config as in the bundle (the test's
-    # server checks no tokens).
-    (tmp_path / config["scrape_configs"][1]["authorization"]["credentials_file"]).write_text("x\n")
+    # The password the bundle's job sends, beside the config as in the bundle (the test's
+    # server asks for none).
+    (tmp_path / config["scrape_configs"][1]["basic_auth"]["password_file"]).write_text("x\n")
     _, prom = stack.prometheus(tmp_path / "prometheus.yml", tmp_path / "tsdb")
 
     def successes() -> dict[str, str]:

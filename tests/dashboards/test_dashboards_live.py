@@ -190,9 +190,9 @@ def with_probes(config: Path, target: str) -> None:
     for group in job["static_configs"]:
         group["targets"] = [target]
     job["scrape_interval"] = job["scrape_timeout"] = PROBE_INTERVAL
-    # The admin token the job sends, beside the config as in the bundle (the test's server
-    # checks no tokens).
-    (config.parent / job["authorization"]["credentials_file"]).write_text("unused\n")
+    # The password the job sends, beside the config as in the bundle (the test's server asks
+    # for none).
+    (config.parent / job["basic_auth"]["password_file"]).write_text("unused\n")
     document = yaml.safe_load(config.read_text())
     document["scrape_configs"].append(job)
     config.write_text(yaml.safe_dump(document))

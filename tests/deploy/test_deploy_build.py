@@ -90,11 +90,12 @@ def test_prometheus_scrapes_the_job_the_rules_select_and_sends_to_alertmanager()
         job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]
     }
     host = d["host"]
+    # wsmon is scraped on its metrics_listen address, not the public port.
     assert jobs == {
-        "wsmon": [f"{host}:{d['ports']['wsmon']}"],
+        "wsmon": [f"{host}:{d['ports']['wsmonMetrics']}"],
         "alertmanager": [f"{host}:{d['ports']['alertmanager']}"],
         "prometheus": [f"{host}:{d['ports']['prometheus']}"],
-        "wsmon-probe": [f"{host}:{d['ports']['wsmon']}"],
+        "wsmon-probe": [f"{host}:{d['ports']['wsmonMetrics']}"],
     }
     # The probe job asks wsmon's /probe once per module, and its series keep wsmon's job.
     (probe,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == d["probeJob"]]
@@ -102,11 +103,13 @@ def test_prometheus_scrapes_the_job_the_rules_select_and_sends_to_alertmanager()
     assert [g["labels"]["module"] for g in probe["static_configs"]] == list(PROBE_MODULES)
     assert d["probeModules"] == list(PROBE_MODULES)
     assert {"target_label": "job", "replacement": "wsmon"} in probe["metric_relabel_configs"]
-    # /probe is an admin surface: the job sends the token beside prometheus.yml, which ships as
-    # a placeholder (a scrape with it is refused, 401, and shows as down until replaced).
-    assert probe["authorization"] == {"type": "Bearer", "credentials_file": "probe.token"}
-    placeholder = (DEPLOY / "prometheus" / "probe.token").read_text()
-    assert placeholder.startswith("REPLACE-THIS-LINE-WITH-AN-ADMIN-TOKEN")
+    # Both wsmon jobs send Prometheus' own basic_auth, with the password file beside
+    # prometheus.yml, which ships as a placeholder (refused, 401, until replaced).
+    wsmon_jobs = [j for j in prometheus["scrape_configs"] if j["job_name"].startswith("wsmon")]
+    for job in wsmon_jobs:
+        assert job["basic_auth"] == {"username": "prometheus", "password_file": "wsmon.password"}
+    placeholder = (DEPLOY / "prometheus" / "wsmon.password").read_text()
+    assert placeholder.startswith("REPLACE-THIS-LINE-WITH-THE-PASSWORD")
     assert c["wsmonSelector"] == 'job="wsmon"'
     assert c["alertmanagerSelector"] == 'job="alertmanager"'
     rules = (DEPLOY / "prometheus" / "rules.yaml").read_text()
@@ -189,6 +192,9 @@ def test_the_settings_file_is_one_wsmon_serve_reads_with_the_bundles_port_and_dr
         # An installed server checks tokens (check_auth: a settings file that sets no way of
         # checking them does not start).
         "auth_jwt_secret_file": c["deploy"]["paths"]["wsmonJwtSecret"],
+        # and serves /metrics and the health endpoints on a second address, with basic auth.
+        "metrics_listen": f"{c['deploy']['host']}:{c['deploy']['ports']['wsmonMetrics']}",
+        "metrics_web_config_file": c["deploy"]["paths"]["wsmonWebConfig"],
     }
     # Where the unit's --config looks: the test above reads ExecStart.
     assert c["deploy"]["paths"]["wsmonConfig"] == "/etc/wsmon/wsmon.yaml"

@@ -284,7 +284,8 @@ def test_wsmon_runs_with_the_bundle_settings_and_outlasts_the_drain(c: dict[str,
     d = c["deploy"]
     wsmon = service("wsmon")
     # A trial on loopback: no tokens checked, which the server's log says every minute. Its
-    # settings are the one-host file's but for the JWT secret.
+    # settings are the one-host file's but for the JWT secret and the metrics address (Compose's
+    # Prometheus scrapes the one port, with no password).
     assert wsmon["command"] == ["serve", "--config", d["paths"]["wsmonConfig"], "--no-auth"]
     assert mounts("wsmon") == {
         d["paths"]["wsmonConfig"]: "./compose/wsmon/wsmon.yaml",
@@ -292,7 +293,9 @@ def test_wsmon_runs_with_the_bundle_settings_and_outlasts_the_drain(c: dict[str,
     }
     one_host = yaml_file(DEPLOY / "wsmon" / "wsmon.yaml")
     assert yaml_file(DEPLOY / "compose" / "wsmon" / "wsmon.yaml") == {
-        key: value for key, value in one_host.items() if key != "auth_jwt_secret_file"
+        key: value
+        for key, value in one_host.items()
+        if key not in ("auth_jwt_secret_file", "metrics_listen", "metrics_web_config_file")
     }
     # Docker's SIGKILL comes as late as systemd's, after the drain and the workers' exit.
     grace = wsmon["stop_grace_period"]
@@ -347,11 +350,15 @@ def test_compose_prometheus_reaches_the_parts_by_service_name(c: dict[str, Any])
     assert alertmanagers["static_configs"] == [
         {"targets": [f"alertmanager:{ports['alertmanager']}"]}
     ]
-    # Apart from the hosts, the one-host prometheus.yml: the same rules, intervals and jobs, but
-    # no admin token for the probes (the trial's server checks none).
+    # Apart from the targets, the one-host prometheus.yml: the same rules, intervals and jobs, but
+    # wsmon scraped on its one port with no password (the trial's server checks none).
     host = yaml_file(DEPLOY / "prometheus" / "prometheus.yml")
+    metrics = f"{c['deploy']['host']}:{ports['wsmonMetrics']}"
     for job in host["scrape_configs"]:
-        job.pop("authorization", None)
+        if job.pop("basic_auth", None) is not None:
+            for group in job["static_configs"]:
+                assert group["targets"] == [metrics]
+                group["targets"] = [f"wsmon:{ports['wsmon']}"]
     assert ports_only(prometheus) == ports_only(host)
 
 

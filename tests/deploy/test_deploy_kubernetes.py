@@ -121,14 +121,22 @@ def test_deployment_and_service_agree_on_the_port_and_the_probes(
     wsmon = container(manifests)
     assert wsmon["image"] == d["image"]
     assert wsmon["args"][0] == "serve"
-    assert {"--host=0.0.0.0", f"--port={d['ports']['wsmon']}"} <= set(wsmon["args"])
+    metrics = d["ports"]["wsmonMetrics"]
+    assert {
+        "--host=0.0.0.0",
+        f"--port={d['ports']['wsmon']}",
+        f"--metrics-listen=0.0.0.0:{metrics}",
+    } <= set(wsmon["args"])
     ports = {p["name"]: p["containerPort"] for p in wsmon["ports"]}
-    (service_port,) = service["spec"]["ports"]
-    assert ports[service_port["targetPort"]] == service_port["port"] == d["ports"]["wsmon"]
+    assert ports == {"http": d["ports"]["wsmon"], "metrics": metrics}
+    for service_port in service["spec"]["ports"]:
+        assert ports[service_port["targetPort"]] == service_port["port"]
+    assert {p["port"] for p in service["spec"]["ports"]} == set(ports.values())
+    # The health endpoints are on metrics_listen's port with the metrics.
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         get = wsmon[probe]["httpGet"]
         assert get["path"] == path
-        assert ports[get["port"]] == d["ports"]["wsmon"]
+        assert ports[get["port"]] == metrics
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     assert service["spec"]["selector"].items() <= pod_labels.items()
@@ -194,8 +202,8 @@ def test_the_service_monitor_scrapes_the_service_as_the_job_the_rules_select(
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
     endpoint, *probes = monitor["spec"]["endpoints"]
-    ports = {p["name"] for p in service["spec"]["ports"]}
-    assert endpoint["port"] in ports
+    assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+    assert endpoint["port"] == "metrics"
     assert endpoint["path"] == "/metrics"
     assert endpoint["interval"] == c["deploy"]["scrapeInterval"]
     # The operator names the job after the Service unless jobLabel or a relabeling says otherwise.
@@ -206,7 +214,7 @@ def test_the_service_monitor_scrapes_the_service_as_the_job_the_rules_select(
     # job for the scrape, wsmon's job on the probe's series.
     assert [p["params"] for p in probes] == [{"module": [m]} for m in PROBE_MODULES]
     for probe, module in zip(probes, PROBE_MODULES, strict=True):
-        assert probe["port"] in ports
+        assert probe["port"] == "metrics"
         assert probe["path"] == "/probe"
         assert probe["relabelings"] == [
             {"targetLabel": "job", "replacement": c["deploy"]["probeJob"]},

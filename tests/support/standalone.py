@@ -14,6 +14,7 @@ from aiohttp import web
 
 from wsmon.exporter import health
 from wsmon.exporter.app import Worker
+from wsmon.exporter.caps import Tally
 from wsmon.exporter.cluster import Cluster
 from wsmon.exporter.config import Settings
 from wsmon.exporter.metrics import Registry, Snapshot, merge
@@ -21,9 +22,12 @@ from wsmon.thresholds import Threshold
 
 
 class Standalone(Cluster):
-    def __init__(self, registry: Registry, thresholds: Sequence[Threshold]) -> None:
+    def __init__(
+        self, registry: Registry, thresholds: Sequence[Threshold], user_cap: int = 0
+    ) -> None:
         self._registry = registry
         self._thresholds = thresholds
+        self.users = Tally(user_cap)  # the supervisor's count, for a pool of one
         self._pool = Registry()
         self._pool["wsmon_workers_configured"].child().value = 1
         self._pool["wsmon_workers_alive"].child().value = 1
@@ -34,6 +38,12 @@ class Standalone(Cluster):
         self, message_type: str, route: str, name: str, payload: bytes, enqueued: float
     ) -> None:
         return None
+
+    async def claim_user(self, user: str) -> bool:
+        return self.users.claim(user, 0)
+
+    def user_ended(self, user: str) -> None:
+        self.users.release(user, 0)
 
     def _snapshot(self) -> Snapshot:
         return merge([self._registry.snapshot(), self._pool.snapshot()])
@@ -58,7 +68,10 @@ WORKER = web.AppKey("worker", Worker)
 def standalone_app(settings: Settings, index: int = 0) -> web.Application:
     """A single worker with no supervisor."""
     thresholds = health.load_thresholds(settings.thresholds_file)
-    worker = Worker(settings, index, lambda metrics, hub: Standalone(metrics.registry, thresholds))
+    cap = settings.max_connections_per_user
+    worker = Worker(
+        settings, index, lambda metrics, hub: Standalone(metrics.registry, thresholds, cap)
+    )
     app = worker.application()
     app[WORKER] = worker
     return app
