@@ -11,7 +11,7 @@ PORT ?= 8080
 DEBIAN_TOOLS := prometheus prometheus-alertmanager chromium
 TOOL_BINARIES := promtool prometheus prometheus-alertmanager amtool chromium
 
-.PHONY: run test test-oldest lint tools venv clean help bench loadtest rules dashboards deploy stack stack-stop
+.PHONY: run test test-oldest lint tools venv clean help bench soak loadtest rules dashboards deploy stack stack-stop
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -103,3 +103,7 @@ loadtest: $(STAMP)  ## load-test ws://$(HOST):$(PORT)/ws, starting a server if n
 
 bench: $(STAMP)  ## measure wsmon beside bare aiohttp and websockets (about 6 min; not part of test)
 	$(BIN)/python -P -m wsmon.loadgen.bench $(ARGS)
+
+# docs/soak.md: what it checks; reports/soak-<date>.md has the figures; exit status 1 on a FAIL.
+soak: $(STAMP)  ## extreme profile + churn + bad input: memory, descriptors, counters (10 min; not part of test)
+	$(BIN)/python -P -m wsmon.loadgen.bench.soak $(ARGS)

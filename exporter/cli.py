@@ -10,15 +10,26 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from wsmon.thresholds import ThresholdsError
 
-from .config import OPTIONS, ConfigError, Settings, check_auth, check_listeners, load_settings
+from .config import (
+    OPTIONS,
+    ConfigError,
+    Settings,
+    check_auth,
+    check_broker,
+    check_listeners,
+    load_settings,
+)
 from .health import load_thresholds
 from .logs import configure_logging
+
+if TYPE_CHECKING:  # imported when serving (past the platform check)
+    from .handoff import ListenError
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +101,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         thresholds = load_thresholds(settings.thresholds_file)
         check_auth(settings)
         check_listeners(settings)
+        check_broker(settings)
         # Read once here, so a bad key, tokens or web config file stops the start, not each worker.
         auth.from_settings(settings)
         if settings.metrics_web_config_file:
@@ -114,14 +126,14 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         ) from None
 
 
-def _listen_problem(exc: OSError) -> str:
+def _listen_problem(exc: ListenError) -> str:
     """Why the port cannot be bound and what to do, in wsmon's words, not the C library's."""
     if exc.errno == errno.EADDRINUSE:
-        return "another process listens on that port (stop it, or pick another --port)"
+        return f"another process listens on that port (stop it, or pick another {exc.port_flag})"
     if exc.errno == errno.EADDRNOTAVAIL:
-        return "no network interface of this machine has that address (check --host)"
+        return f"no network interface of this machine has that address (check {exc.host_flag})"
     if exc.errno == errno.EACCES:
-        return "ports below 1024 need root or CAP_NET_BIND_SERVICE (pick another --port)"
+        return f"ports below 1024 need root or CAP_NET_BIND_SERVICE (pick another {exc.port_flag})"
     if exc.errno in (socket.EAI_NONAME, socket.EAI_AGAIN):
-        return "the host name does not resolve (check --host)"
+        return f"the host name does not resolve (check {exc.host_flag})"
     return f"the system refused ({exc.strerror})"

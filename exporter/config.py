@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,10 @@ class Settings:
     # may rightly hold many tabs; docs/security.md suggests values.
     max_connections_per_address: int = 0
     max_connections_per_user: int = 0
+    # Empty: one instance, no broker (its workers relay through the supervisor).
+    broker: str = ""
+    broker_password_file: str = ""
+    broker_channel: str = "wsmon"
     # Empty: /metrics and the health endpoints are served on the public port.
     metrics_listen: str = ""
     metrics_web_config_file: str = ""
@@ -219,6 +224,28 @@ OPTIONS: tuple[Option, ...] = (
         " --web.config.file (tls_server_config, basic_auth_users with bcrypt hashes)",
     ),
     Option(
+        "broker",
+        str,
+        lambda v: not v or broker_url_ok(v),
+        "redis://[user:password@]host:port/db, rediss://… (TLS) or unix://path, or empty",
+        "Redis that delivers between wsmon instances (chat, notify, publish, broadcast reach"
+        " every instance's clients); empty: this instance alone",
+    ),
+    Option(
+        "broker_password_file",
+        str,
+        lambda v: True,
+        "a path",
+        "file holding the broker's password (instead of putting it in the URL)",
+    ),
+    Option(
+        "broker_channel",
+        str,
+        lambda v: bool(re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", v)),
+        "1-64 letters, digits, _ . : -",
+        "the instances of one cluster share it (pub/sub channels are not per database)",
+    ),
+    Option(
         "auth_jwt_secret_file",
         str,
         lambda v: True,
@@ -317,6 +344,11 @@ def check_auth(settings: Settings) -> None:
         )
 
 
+def broker_url_ok(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme in ("redis", "rediss", "unix") and bool(parts.hostname or parts.path)
+
+
 def listen_address(text: str) -> tuple[str, int]:
     """`host:port` or `[v6 host]:port` as a (host, port) pair; ValueError when it is neither."""
     host, separator, port = text.rpartition(":")
@@ -335,6 +367,21 @@ def _is_listen_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def check_broker(settings: Settings) -> None:
+    """A broker password file goes with a broker, and can be read."""
+    path = settings.broker_password_file
+    if not path:
+        return
+    if not settings.broker:
+        raise ConfigError("broker_password_file is set but broker is not: set broker too")
+    try:
+        Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read the broker password file: {exc.strerror or exc}"
+        ) from None
 
 
 def check_listeners(settings: Settings) -> None:

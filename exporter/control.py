@@ -50,6 +50,20 @@ class ControlChannel:
         head = orjson.dumps(header)
         return _LENGTHS.pack(len(head) + len(body), len(head)) + head + body
 
+    @staticmethod
+    def decode(frame: bytes) -> tuple[dict[str, Any], bytes]:
+        """A whole frame `encode` made (a broker message); ValueError when it is none."""
+        if len(frame) < _LENGTHS.size:
+            raise ValueError("too short for a control frame")
+        total, head_length = _LENGTHS.unpack_from(frame)
+        data = frame[_LENGTHS.size :]
+        if total != len(data) or head_length > total:
+            raise ValueError("not a control frame")
+        header = orjson.loads(data[:head_length])
+        if not isinstance(header, dict):
+            raise ValueError("a control frame's header is an object")
+        return header, data[head_length:]
+
     def write(self, frame: bytes) -> None:
         """Queue an encoded frame; never blocks (the peer is our own process on the same host)."""
         self._writer.write(frame)

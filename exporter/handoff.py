@@ -32,11 +32,13 @@ MAX_QUEUED_HANDOFFS = 4096  # per worker; past this its connections go elsewhere
 
 
 class ListenError(OSError):
-    """A port cannot be bound: reported before any worker starts. `address` names which."""
+    """A port cannot be bound: reported before any worker starts. `address` names which, and
+    `host_flag` and `port_flag` the flags that set it."""
 
-    def __init__(self, address: str, cause: OSError) -> None:
+    def __init__(self, address: str, cause: OSError, host_flag: str, port_flag: str) -> None:
         super().__init__(cause.errno, cause.strerror or str(cause))
         self.address = address
+        self.host_flag, self.port_flag = host_flag, port_flag
 
 
 class Handoff:
@@ -66,10 +68,11 @@ class Handoff:
         """Bind the public port, and the operations one when configured (or ListenError)."""
         settings = self.settings
         public = f"{settings.host}:{settings.port}"
-        self._listeners[PUBLIC] = _bound(settings.host, settings.port, public)
+        self._listeners[PUBLIC] = _bound(settings.host, settings.port, public, "--host", "--port")
         if settings.metrics_listen:
             host, port = listen_address(settings.metrics_listen)
-            self._listeners[OPERATIONS] = _bound(host, port, settings.metrics_listen)
+            flag = "--metrics-listen"
+            self._listeners[OPERATIONS] = _bound(host, port, settings.metrics_listen, flag, flag)
 
     def address(self, listener: bytes = PUBLIC) -> tuple[str, int] | None:
         """Where `listener` listens (None: not configured)."""
@@ -182,7 +185,7 @@ class Handoff:
         asyncio.get_running_loop().remove_writer(slot.handoff.fileno())
 
 
-def _bound(host: str, port: int, shown: str) -> socket.socket:
+def _bound(host: str, port: int, shown: str, host_flag: str, port_flag: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -191,6 +194,6 @@ def _bound(host: str, port: int, shown: str) -> socket.socket:
         listener.listen(4096)
     except OSError as exc:
         listener.close()
-        raise ListenError(shown, exc) from None
+        raise ListenError(shown, exc, host_flag, port_flag) from None
     listener.setblocking(False)
     return listener

@@ -253,5 +253,15 @@ def evaluate(
     checks.extend(
         _indicator_check(metric, group, current, baseline) for metric, group in by_metric.items()
     )
-    status = max((check["status"] for check in checks), key=_RANK.__getitem__)
-    return {"status": status, "checks": checks}
+    return {"status": _worst(checks), "checks": checks}
+
+
+def add_check(document: dict[str, Any], check: dict[str, Any]) -> None:
+    """One more check in an /api/health document, its status counted in the document's."""
+    document["checks"].append(check)
+    document["status"] = _worst(document["checks"])
+
+
+def _worst(checks: Iterable[dict[str, Any]]) -> str:
+    statuses: list[str] = [check["status"] for check in checks]
+    return max(statuses, key=_RANK.__getitem__)

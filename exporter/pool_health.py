@@ -9,6 +9,7 @@ from typing import Any
 from wsmon.thresholds import Threshold
 
 from . import health
+from .broker import Broker, shown
 from .pool import Slot
 from .pool_metrics import PoolMetrics
 
@@ -20,6 +21,7 @@ class PoolHealth:
         self.slots = slots
         self.thresholds = thresholds  # what /api/health judges by
         self.history = health.History()
+        self.broker: Broker | None = None  # with one, a broker that is down degrades health
         self._metrics = metrics
 
     async def sample_forever(self) -> None:
@@ -29,6 +31,24 @@ class PoolHealth:
     async def document(self) -> dict[str, Any]:
         current = await self._metrics.collect()
         alive = sum(slot.alive for slot in self.slots)
-        return health.evaluate(
+        document = health.evaluate(
             current, self.history.baseline(), len(self.slots), alive, self.thresholds
         )
+        if self.broker is not None:
+            health.add_check(document, self._broker_check(self.broker))
+        return document
+
+    @staticmethod
+    def _broker_check(broker: Broker) -> dict[str, Any]:
+        """Degraded, never unhealthy, while the broker is down: this instance serves its own
+        clients all the same, and taking it out of a load balancer would help no one."""
+        up = broker.up
+        where = shown(broker.url)
+        return {
+            "name": "broker",
+            "status": health.HEALTHY if up else health.DEGRADED,
+            "value": 1 if up else 0,
+            "detail": f"connected to {where}"
+            if up
+            else f"{where} unreachable: deliveries to other instances are lost",
+        }

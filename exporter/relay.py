@@ -1,4 +1,5 @@
-"""Deliveries between workers: a relayed frame from one worker goes to every other live one."""
+"""Deliveries between workers: a relayed frame from one worker goes to every other live one, and
+one from another instance (broker.py) to every live worker."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class Relay:
         self.slots = slots
         self._replace = replace  # kills a stuck worker (Pool.replace) rather than buffer for it
 
-    def forward(self, sender: Slot, header: dict[str, Any], body: bytes) -> None:
+    def forward(self, sender: Slot | None, header: dict[str, Any], body: bytes) -> None:
         frame = ControlChannel.encode(header, body)  # once, for every other worker
         for other in self.slots:
             if other is not sender and other.alive and other.channel is not None:

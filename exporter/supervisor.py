@@ -24,7 +24,8 @@ import orjson
 from wsmon import __version__
 from wsmon.thresholds import Threshold, ThresholdsError
 
-from . import webconfig
+from . import broker, webconfig
+from .broker import Broker, BrokerMetrics
 from .caps import Tally
 from .config import Settings
 from .control import OPERATIONS, ControlChannel, Op
@@ -62,6 +63,18 @@ class Supervisor:
             on_exit=(self.metrics.retire, self.handoff.release, self._forget),
         )
         self.relay = Relay(self.slots, self.pool.replace)
+        self.broker = (
+            Broker(
+                settings.broker,
+                settings.broker_password_file,
+                settings.broker_channel,
+                BrokerMetrics(self.metrics.registry),
+                lambda header, body: self.relay.forward(None, header, body),
+            )
+            if settings.broker
+            else None
+        )
+        self.health.broker = self.broker
         self._stopped = asyncio.Event()
 
     async def run(self) -> None:
@@ -73,6 +86,8 @@ class Supervisor:
         # connects to it.
         self.pool.settings = dataclasses.replace(self.settings, port=address[1])
         await self.pool.start()
+        if self.broker is not None:
+            self.broker.start()
         self.handoff.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, lambda: self.tasks.spawn(self.drain()))
@@ -86,6 +101,12 @@ class Supervisor:
             len(self.slots),
             self.settings.worker_capacity,
         )
+        if self.broker is not None:
+            log.info(
+                "delivering to the other instances through %s (channel %s)",
+                broker.shown(self.settings.broker),
+                self.broker.channel,
+            )
         operations = self.handoff.address(OPERATIONS)
         if operations is not None:
             web = self.settings.metrics_web_config_file
@@ -102,6 +123,8 @@ class Supervisor:
         log.info("draining: closing connections (at most %.1fs)", self.settings.drain_seconds)
         self.handoff.close()
         await self.pool.drain()
+        if self.broker is not None:
+            await self.broker.stop()
         log.info("drained; exiting")
         self._stopped.set()
 
@@ -143,6 +166,8 @@ class Supervisor:
         match header["op"]:
             case Op.RELAY:
                 self.relay.forward(slot, header, body)
+                if self.broker is not None:
+                    self.broker.publish(header, body)
             case Op.LOAD:
                 slot.ended = header["ended"]  # what handoff.py balances on
                 self.addresses.release_all(header.get("addresses", {}), slot.index)

@@ -90,20 +90,34 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
     pending: set[asyncio.Task[None]] = set()
 
     async def take_on(sock: socket.socket, tag: bytes, address: str) -> None:
+        counted = track and tag == PUBLIC
+        server = servers[tag]
+        made: list[RequestHandler] = []
+
+        def protocol() -> RequestHandler:
+            # The address is recorded as the handler is made, before the connection can be
+            # lost: a reset that comes first is reported with its address all the same.
+            handler = server()
+            made.append(handler)
+            if counted:
+                addresses[handler] = address
+            return handler
+
         try:
             if tag == OPERATIONS and tls is not None:
-                _, handler = await loop.connect_accepted_socket(
-                    servers[tag], sock, ssl=tls, ssl_handshake_timeout=handshake_timeout
+                await loop.connect_accepted_socket(
+                    protocol, sock, ssl=tls, ssl_handshake_timeout=handshake_timeout
                 )
             else:
-                _, handler = await loop.connect_accepted_socket(servers[tag], sock)
-        except OSError as exc:  # the peer reset before we got to it: it has ended all the same
+                await loop.connect_accepted_socket(protocol, sock)
+        except OSError as exc:
+            # The peer reset before we got to it, or its TLS handshake failed: the handler
+            # never saw a connection, and the connection has ended all the same.
             log.debug("hand-off failed: %s", exc)
             sock.close()
-            cluster.connection_ended(address if track and tag == PUBLIC else None)
-            return
-        if track and tag == PUBLIC:
-            addresses[handler] = address
+            for handler in made:
+                addresses.pop(handler, None)
+            cluster.connection_ended(address if counted else None)
 
     def take_connections() -> None:
         while True:

@@ -191,6 +191,41 @@ CATALOGUE: Final = (
         ("worker",),
     ),
     Spec("wsmon_workers_alive", GAUGE, "Worker processes running and connected.", ()),
+    # The instance's link to the others through Redis (`broker`); absent without one.
+    Spec(
+        "wsmon_broker_up",
+        GAUGE,
+        "1 while the instance publishes to and is subscribed on its broker, else 0.",
+    ),
+    Spec(
+        "wsmon_broker_published_total",
+        COUNTER,
+        "Deliveries published for the other instances (one per delivery, whichever worker).",
+    ),
+    Spec(
+        "wsmon_broker_received_total",
+        COUNTER,
+        "Deliveries received from other instances and relayed to every local worker.",
+    ),
+    Spec(
+        "wsmon_broker_lost_total",
+        COUNTER,
+        "Deliveries for other instances not published: disconnected (the broker unreachable,"
+        " or a publish not confirmed), overflow (more than 10,000 waiting).",
+        ("reason",),
+    ),
+    Spec(
+        "wsmon_broker_reconnects_total",
+        COUNTER,
+        "Times the connection to the broker was lost and tried again.",
+    ),
+    Spec(
+        "wsmon_broker_delay_seconds",
+        HISTOGRAM,
+        "Publish to receipt of the instance's own deliveries, on its own clock.",
+        (),
+        LATENCY_BUCKETS,
+    ),
     Spec("wsmon_workers_configured", GAUGE, "Worker processes the pool should have.", ()),
     # Read from /proc at scrape time; worker is the index, or "supervisor" for the supervisor.
     Spec(

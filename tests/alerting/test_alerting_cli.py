@@ -197,7 +197,8 @@ class ImpostorHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def impostor() -> Iterator[Impostor]:
     server = Impostor()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Polled every 20 ms: shutdown() waits for the next poll (0.5 s by default, every test).
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield server
     server.shutdown()

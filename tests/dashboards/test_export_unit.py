@@ -310,7 +310,8 @@ class _Impostor(BaseHTTPRequestHandler):
 @pytest.fixture
 def impostor() -> Iterator[str]:
     server = HTTPServer(("127.0.0.1", 0), _Impostor)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Polled every 20 ms: shutdown() waits for the next poll (0.5 s by default, every test).
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -50,3 +50,15 @@ def test_a_host_this_machine_cannot_listen_on(host: str, problem: str) -> None:
     done = serve("--host", host, "--port", "0")
     assert done.returncode == 1, done.stderr
     assert done.stderr.splitlines()[-1] == f"Error: cannot listen on {host}:0: {problem}"
+
+
+def test_a_metrics_port_another_process_holds() -> None:
+    """The second address is bound before any worker starts too, and named with its flag."""
+    with socket.create_server((HOST, 0)) as taken:
+        port = taken.getsockname()[1]
+        done = serve("--host", HOST, "--port", "0", "--metrics-listen", f"{HOST}:{port}")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] + "\n" == (
+        f"Error: cannot listen on {HOST}:{port}: another process listens on that port"
+        " (stop it, or pick another --metrics-listen)\n"
+    )

@@ -92,3 +92,46 @@ def test_a_server_without_a_way_to_check_tokens_does_not_start(tmp_path: Path) -
     assert f"{secret}: an HS256 secret needs at least 32 bytes" in short.output
     missing = serve("--port", "0", "--auth-tokens-file", str(tmp_path / "absent.yaml"))
     assert "cannot read tokens file: there is no such file" in missing.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--metrics-listen", "8081"],
+            "--metrics-listen: metrics_listen: must be host:port ([::1]:port for IPv6), or"
+            " empty, got '8081'",
+        ),
+        (
+            ["--metrics-listen", "::1:8081"],
+            "--metrics-listen: metrics_listen: must be host:port ([::1]:port for IPv6), or"
+            " empty, got '::1:8081'",
+        ),
+        (
+            ["--metrics-web-config-file", "{web}"],
+            "metrics_web_config_file is set but metrics_listen is not",
+        ),
+        (
+            ["--metrics-listen", "127.0.0.1:8080", "--port", "8080"],
+            "metrics_listen 127.0.0.1:8080 is the public address 127.0.0.1:8080",
+        ),
+        (
+            ["--metrics-listen", "127.0.0.1:0", "--metrics-web-config-file", "{web}"],
+            "{web}: basic_auth_users.prometheus: not a bcrypt hash",
+        ),
+        (
+            ["--max-connections-per-user", "-1"],
+            "--max-connections-per-user: max_connections_per_user: must be an integer >= 0"
+            " (0: off), got -1",
+        ),
+    ],
+    ids=["no host", "bare IPv6", "web config alone", "the public port", "bad web config", "cap"],
+)
+def test_a_bad_operations_listener_or_cap_stops_the_start(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users: {prometheus: plain-password}\n")
+    result = serve("--no-auth", *(arg.format(web=web) for arg in args))
+    assert result.exit_code == 2, result.output
+    assert message.format(web=web) in result.output

@@ -1,0 +1,238 @@
+"""Deliveries between instances through Redis pub/sub (`broker`): one publish per delivery per
+instance, whichever worker it started on, and each instance fans what it receives out to all of
+its own workers, exactly as the supervisor's relay does between the workers of one host.
+
+Layout: one channel for the cluster (`broker_channel`, "wsmon" by default, + ":deliveries"),
+which every instance publishes to and subscribes to. Each message is the control channel's frame
+(control.py) with the instance's id and the time it was published on its own clock. An instance
+drops its own messages when they come back, after timing them: publish to receipt on one clock
+is the broker's delay (wsmon_broker_delay_seconds), with no clocks of two hosts compared. Why one
+channel rather than one per room, topic or user: docs/architecture.md.
+
+Redis is a dependency that fails. While it is unreachable, local delivery goes on (the relay
+between this host's workers does not pass through here), every delivery meant for other instances
+is counted in wsmon_broker_lost_total, never queued beyond MAX_PENDING, and both connections are
+retried with a backoff that doubles up to RECONNECT_MAX; the subscription is made again on each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from time import perf_counter
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from .control import ControlChannel
+from .logs import Throttled
+from .metrics import Cell, Histogram
+
+log = logging.getLogger(__name__)
+
+# Deliveries waiting to be published, at most: past this (Redis slower than the instance) the
+# newest are counted lost, so a slow or dead broker costs bounded memory.
+MAX_PENDING: Final = 10_000
+BATCH: Final = 256  # publishes sent in one pipeline round trip
+RECONNECT_MIN: Final = 0.1
+RECONNECT_MAX: Final = 5.0
+# A subscription on a connection that silently died is found by its pings this often.
+HEALTH_CHECK_SECONDS: Final = 5
+DISCONNECTED: Final = "disconnected"
+OVERFLOW: Final = "overflow"
+LOST_REASONS: Final = (DISCONNECTED, OVERFLOW)
+
+
+def channel_name(prefix: str) -> str:
+    return f"{prefix}:deliveries"
+
+
+def shown(url: str) -> str:
+    """The URL without its password, for logs and /api/health."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+class BrokerMetrics:
+    """The supervisor's broker series (absent without a broker)."""
+
+    def __init__(self, registry: Any) -> None:
+        self.up: Cell = registry["wsmon_broker_up"].child()
+        self.published: Cell = registry["wsmon_broker_published_total"].child()
+        self.received: Cell = registry["wsmon_broker_received_total"].child()
+        lost = registry["wsmon_broker_lost_total"]
+        self.lost: dict[str, Cell] = {reason: lost.child(reason) for reason in LOST_REASONS}
+        self.reconnects: Cell = registry["wsmon_broker_reconnects_total"].child()
+        self.delay: Histogram = registry["wsmon_broker_delay_seconds"].child()
+
+
+class Broker:
+    """This instance's link to the others: `publish` what its workers deliver, and hand what the
+    others publish to `receive` (the relay to every local worker)."""
+
+    def __init__(
+        self,
+        url: str,
+        password_file: str,
+        prefix: str,
+        metrics: BrokerMetrics,
+        receive: Callable[[dict[str, Any], bytes], None],
+    ) -> None:
+        self.url = url
+        self.channel = channel_name(prefix)
+        self.instance = secrets.token_hex(8)  # this run of this instance, nobody else's
+        self.metrics = metrics
+        self._password = Path(password_file).read_text().strip() if password_file else None
+        self._receive = receive
+        self._pending: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self._publishing = False  # the publisher's connection answers
+        self._subscribed = False
+        self._log = Throttled(log)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def up(self) -> bool:
+        return self._publishing and self._subscribed
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._publish_forever()),
+            asyncio.create_task(self._subscribe_forever()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def publish(self, header: dict[str, Any], body: bytes) -> None:
+        """Queue one delivery for the other instances, or count it lost (never block)."""
+        if not self._publishing:
+            self.metrics.lost[DISCONNECTED].value += 1
+            return
+        if len(self._pending) >= MAX_PENDING:
+            self.metrics.lost[OVERFLOW].value += 1
+            return
+        stamped = {**header, "i": self.instance, "p": perf_counter()}
+        self._pending.append(ControlChannel.encode(stamped, body))
+        self._wake.set()
+
+    # -- the two connections ---------------------------------------------------------------------
+
+    def _client(self) -> redis.Redis:
+        client: redis.Redis = redis.from_url(
+            self.url,
+            password=self._password,
+            health_check_interval=HEALTH_CHECK_SECONDS,
+            socket_connect_timeout=RECONNECT_MAX,
+            socket_keepalive=True,
+        )
+        return client
+
+    def _set_up(self) -> None:
+        self.metrics.up.value = 1 if self.up else 0
+
+    async def _publish_forever(self) -> None:
+        delay = RECONNECT_MIN
+        while True:
+            client = self._client()
+            try:
+                await client.ping()
+                self._publishing = True
+                self._set_up()
+                delay = RECONNECT_MIN
+                await self._publish_until_broken(client)
+            except (RedisError, OSError) as exc:
+                self._down("publishing", exc)
+            finally:
+                self._publishing = False
+                self._set_up()
+                self._drop_pending()
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
+            self.metrics.reconnects.value += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    async def _publish_until_broken(self, client: redis.Redis) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
+                try:
+                    async with client.pipeline(transaction=False) as pipe:
+                        for frame in batch:
+                            pipe.publish(self.channel, frame)
+                        await pipe.execute()
+                except BaseException:
+                    # Not confirmed: counted lost (some may have reached Redis, none is sure to).
+                    self.metrics.lost[DISCONNECTED].value += len(batch)
+                    raise
+                self.metrics.published.value += len(batch)
+
+    def _drop_pending(self) -> None:
+        self.metrics.lost[DISCONNECTED].value += len(self._pending)
+        self._pending.clear()
+
+    async def _subscribe_forever(self) -> None:
+        delay = RECONNECT_MIN
+        while True:
+            client = self._client()
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self._subscribed = True
+                self._set_up()
+                if delay > RECONNECT_MIN or self.metrics.reconnects.value:
+                    log.info("broker %s: subscribed to %s", shown(self.url), self.channel)
+                delay = RECONNECT_MIN
+                async for message in pubsub.listen():
+                    self._received(message["data"])
+            except (RedisError, OSError) as exc:
+                self._down("subscribed", exc)
+            finally:
+                self._subscribed = False
+                self._set_up()
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await client.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    def _received(self, data: bytes) -> None:
+        try:
+            header, body = ControlChannel.decode(data)
+            origin, published = header.pop("i"), header.pop("p")
+        except (ValueError, KeyError, TypeError):
+            self._log.warn("foreign", f"broker: ignored a message on {self.channel} not from wsmon")
+            return
+        if origin == self.instance:
+            # Our own, back: timed on our own clock, and not delivered twice.
+            self.metrics.delay.observe(perf_counter() - published)
+            return
+        self.metrics.received.value += 1
+        # Latency on this instance counts from here: another host's clock means nothing here.
+        header["t"] = perf_counter()
+        self._receive(header, body)
+
+    def _down(self, what: str, exc: BaseException) -> None:
+        self._log.warn(
+            what,
+            f"broker {shown(self.url)} unreachable ({what}): {exc}; deliveries to other"
+            " instances are counted lost until it is back",
+        )
