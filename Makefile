@@ -7,9 +7,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 # Debian packages the integration tests start for real: promtool/prometheus, alertmanager/amtool;
-# chromium renders the load test's HTML report.
-DEBIAN_TOOLS := prometheus prometheus-alertmanager chromium
-TOOL_BINARIES := promtool prometheus prometheus-alertmanager amtool chromium
+# chromium renders the load test's HTML report; redis-server is the broker between instances.
+DEBIAN_TOOLS := prometheus prometheus-alertmanager chromium redis-server
+TOOL_BINARIES := promtool prometheus prometheus-alertmanager amtool chromium redis-server
 
 .PHONY: run test test-oldest lint tools venv clean help bench soak loadtest rules dashboards deploy stack stack-stop
 

@@ -99,6 +99,7 @@ class Broker:
         self._wake = asyncio.Event()
         self._publishing = False  # the publisher's connection answers
         self._subscribed = False
+        self._lost_once = False  # the link was up and went down at least once
         self._log = Throttled(log)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -144,7 +145,13 @@ class Broker:
         return client
 
     def _set_up(self) -> None:
-        self.metrics.up.value = 1 if self.up else 0
+        """wsmon_broker_up, and a reconnect counted each time the link comes back after it was
+        lost (once per outage, whichever of the two connections noticed)."""
+        up = self.up
+        if up and self._lost_once and not self.metrics.up.value:
+            self.metrics.reconnects.value += 1
+        self._lost_once = self._lost_once or (not up and bool(self.metrics.up.value))
+        self.metrics.up.value = 1 if up else 0
 
     async def _publish_forever(self) -> None:
         delay = RECONNECT_MIN
@@ -164,7 +171,6 @@ class Broker:
                 self._drop_pending()
                 with contextlib.suppress(RedisError, OSError):
                     await client.aclose()
-            self.metrics.reconnects.value += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX)
 
@@ -198,8 +204,8 @@ class Broker:
                 await pubsub.subscribe(self.channel)
                 self._subscribed = True
                 self._set_up()
-                if delay > RECONNECT_MIN or self.metrics.reconnects.value:
-                    log.info("broker %s: subscribed to %s", shown(self.url), self.channel)
+                if self._lost_once:
+                    log.info("broker %s: subscribed to %s again", shown(self.url), self.channel)
                 delay = RECONNECT_MIN
                 async for message in pubsub.listen():
                     self._received(message["data"])

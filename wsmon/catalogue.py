@@ -217,7 +217,7 @@ CATALOGUE: Final = (
     Spec(
         "wsmon_broker_reconnects_total",
         COUNTER,
-        "Times the connection to the broker was lost and tried again.",
+        "Times the link to the broker came back after it was lost (once per outage).",
     ),
     Spec(
         "wsmon_broker_delay_seconds",
