@@ -13,6 +13,10 @@ Redis is a dependency that fails. While it is unreachable, local delivery goes o
 between this host's workers does not pass through here), every delivery meant for other instances
 is counted in wsmon_broker_lost_total, never queued beyond MAX_PENDING, and both connections are
 retried with a backoff that doubles up to RECONNECT_MAX; the subscription is made again on each.
+A Redis that hangs rather than closes (a partition, a stopped process) is found too: publishes
+time out after COMMAND_TIMEOUT, and an idle instance publishes a heartbeat every HEARTBEAT
+seconds, so a subscription that has not brought one of the instance's own messages back in
+STALE_AFTER seconds is taken for dead and made again.
 """
 
 from __future__ import annotations
@@ -43,8 +47,10 @@ MAX_PENDING: Final = 10_000
 BATCH: Final = 256  # publishes sent in one pipeline round trip
 RECONNECT_MIN: Final = 0.1
 RECONNECT_MAX: Final = 5.0
-# A subscription on a connection that silently died is found by its pings this often.
-HEALTH_CHECK_SECONDS: Final = 5
+COMMAND_TIMEOUT: Final = 5.0  # a publish not answered by then: the connection is taken for dead
+HEARTBEAT: Final = 1.0  # an idle instance publishes this often, to see its own messages come back
+STALE_AFTER: Final = 10.0
+HEARTBEAT_OP: Final = "heartbeat"
 DISCONNECTED: Final = "disconnected"
 OVERFLOW: Final = "overflow"
 LOST_REASONS: Final = (DISCONNECTED, OVERFLOW)
@@ -100,6 +106,7 @@ class Broker:
         self._publishing = False  # the publisher's connection answers
         self._subscribed = False
         self._lost_once = False  # the link was up and went down at least once
+        self._heard = 0.0  # when the subscription last brought one of our own messages back
         self._log = Throttled(log)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -134,11 +141,11 @@ class Broker:
 
     # -- the two connections ---------------------------------------------------------------------
 
-    def _client(self) -> redis.Redis:
+    def _client(self, command_timeout: float | None) -> redis.Redis:
         client: redis.Redis = redis.from_url(
             self.url,
             password=self._password,
-            health_check_interval=HEALTH_CHECK_SECONDS,
+            socket_timeout=command_timeout,
             socket_connect_timeout=RECONNECT_MAX,
             socket_keepalive=True,
         )
@@ -156,7 +163,7 @@ class Broker:
     async def _publish_forever(self) -> None:
         delay = RECONNECT_MIN
         while True:
-            client = self._client()
+            client = self._client(COMMAND_TIMEOUT)
             try:
                 await client.ping()
                 self._publishing = True
@@ -176,7 +183,12 @@ class Broker:
 
     async def _publish_until_broken(self, client: redis.Redis) -> None:
         while True:
-            await self._wake.wait()
+            try:
+                await asyncio.wait_for(self._wake.wait(), HEARTBEAT)
+            except TimeoutError:  # idle: a heartbeat, which only this instance takes notice of
+                heartbeat = {"op": HEARTBEAT_OP, "i": self.instance, "p": perf_counter()}
+                await client.publish(self.channel, ControlChannel.encode(heartbeat))
+                continue
             self._wake.clear()
             while self._pending:
                 batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
@@ -198,17 +210,25 @@ class Broker:
     async def _subscribe_forever(self) -> None:
         delay = RECONNECT_MIN
         while True:
-            client = self._client()
+            # No command timeout: a subscription waits for messages as long as there are none;
+            # its own heartbeats coming back are what shows it alive.
+            client = self._client(None)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
                 self._subscribed = True
+                self._heard = perf_counter()
                 self._set_up()
                 if self._lost_once:
                     log.info("broker %s: subscribed to %s again", shown(self.url), self.channel)
                 delay = RECONNECT_MIN
-                async for message in pubsub.listen():
-                    self._received(message["data"])
+                while True:
+                    message = await pubsub.get_message(timeout=HEARTBEAT)
+                    if message is not None:
+                        self._received(message["data"])
+                    silent = perf_counter() - self._heard
+                    if self._publishing and silent > STALE_AFTER:
+                        raise TimeoutError(f"none of its own messages came back in {silent:.0f} s")
             except (RedisError, OSError) as exc:
                 self._down("subscribed", exc)
             finally:
@@ -229,7 +249,10 @@ class Broker:
             return
         if origin == self.instance:
             # Our own, back: timed on our own clock, and not delivered twice.
-            self.metrics.delay.observe(perf_counter() - published)
+            self._heard = perf_counter()
+            self.metrics.delay.observe(self._heard - published)
+            return
+        if header.get("op") == HEARTBEAT_OP:
             return
         self.metrics.received.value += 1
         # Latency on this instance counts from here: another host's clock means nothing here.

@@ -3,12 +3,13 @@ started again on the same port to play a broker that goes away and comes back.""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 
 import pytest
 
-from support.processes import HOST, Service
+from support.processes import HOST, Service, stopped
 from support.stack import tool
 from wsmon.loadgen.bench.procs import free_port
 
@@ -51,3 +52,9 @@ class RedisServer:
                 return conn.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+
+def hung(server: RedisServer) -> contextlib.AbstractContextManager[None]:
+    """The server stopped (SIGSTOP): connections stay open, and nothing answers."""
+    assert server.service is not None
+    return stopped(server.service.pid)
