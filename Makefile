@@ -70,7 +70,7 @@ deploy: $(STAMP) tools  ## alerting/ + dashboards/ + deploy/bundle.jsonnet -> de
 	amtool check-config deploy/alertmanager/alertmanager.yml
 
 # The bundle on this machine, on 127.0.0.1: state (Prometheus' 30 days, logs, mails) in .stack/.
-stack: $(STAMP) tools  ## start wsmon, Prometheus (30 d), Alertmanager, a mail sink (and grafana-server if installed); prints the URLs
+stack: $(STAMP) tools  ## start wsmon, Prometheus (30 d), Alertmanager, a mail sink (and grafana-server if installed); prints the URLs (ARGS="--instances 2": two servers and a redis-server)
 	$(BIN)/wsmon stack start --state-dir .stack $(ARGS)
 
 stack-stop: $(STAMP)  ## stop exactly the processes `make stack` started

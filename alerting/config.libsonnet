@@ -36,6 +36,11 @@
       broadcast_time: 'wsmon-performance',
       probe_failure: 'wsmon-testing',
       instance_down: 'wsmon-overview',
+      // The broker's row is on the Performance dashboard (its delay is part of the delivery
+      // time of every recipient on another instance).
+      broker_down: 'wsmon-performance',
+      broker_loss_ratio: 'wsmon-performance',
+      broker_delay: 'wsmon-performance',
     },
     // The dashboards (dashboards/), one per tab of the monitoring guide and in its order: every
     // dashboard's link bar, so the links act as the guide's tab bar. Testing comes with the
@@ -66,7 +71,12 @@
       // the warnings on all of them (twins on the same indicator are always inhibited). The
       // clients' figures (client_error_ratio, slow_consumer_ratio) are in no family: a service
       // critical says nothing about what clients do, so it must not hide their warnings.
-      inhibitFamilies: [['message_error_rate', 'message_success_rate']],
+      // The broker's figures are one link seen three ways: while WsmonBrokerDown pages, the
+      // losses and the lag are that outage's, not news.
+      inhibitFamilies: [
+        ['message_error_rate', 'message_success_rate'],
+        ['broker_down', 'broker_loss_ratio', 'broker_delay'],
+      ],
     },
 
     // Placeholders: `wsmon alerts render-config` fills them from WSMON_SMTP_* at render time.
@@ -93,7 +103,14 @@
         alertmanager: 9093,
         grafana: 3000,
         smtpSink: 1025,
+        // The broker between wsmon servers (Compose's and Kubernetes' Redis; `make stack
+        // --instances 2` starts its own on another port, beside the one Debian's package runs).
+        redis: 6379,
       },
+      // More wsmon servers on `host` for Prometheus to scrape beside the one at ports.wsmon, by
+      // port, under the same job (the dashboards show them side by side): `make stack
+      // --instances 2` sets it. Servers that share clients share a broker (wsmon serve --broker).
+      wsmonPeerPorts: [],
       host: 'localhost',
       // The design card: Prometheus keeps 30 days of history.
       retention: '30d',
@@ -118,7 +135,12 @@
           alertmanager: 'prom/alertmanager:v0.25.0',
           grafana: 'grafana/grafana:11.6.1',
           mailpit: 'axllent/mailpit:v1.21.8',
+          // The release of Debian's redis-server, which the broker's tests run against.
+          redis: 'redis:7.0.15-alpine',
         },
+        // wsmon servers sharing deliveries through the Redis service: the first publishes the
+        // port of ports.wsmon on the host, each next one the port after it.
+        wsmonInstances: 2,
         // The host address every published port binds: loopback, since Prometheus, Alertmanager
         // and Mailpit have no login and Grafana starts as admin/admin. Widen it on purpose.
         publishAddress: '127.0.0.1',
@@ -130,9 +152,21 @@
       // The Kubernetes manifests' own settings (deploy/kubernetes.libsonnet).
       kubernetes: {
         namespace: 'monitoring',
-        // Worker processes of the one pod, and the CPUs it requests: one each. Set, not counted:
+        // Worker processes of each pod, and the CPUs it requests: one each. Set, not counted:
         // a pod's CPU quota leaves every CPU of the node in its affinity mask.
         workers: 2,
+        // Pods of the Deployment: chat, rooms and broadcasts cross between them through Redis.
+        replicas: 2,
+        // The broker every pod publishes to and subscribes to. Empty: the bundle's own Redis
+        // (redis-*.yaml: one pod, no persistence, reachable from wsmon's pods only); a URL
+        // (redis://host:6379/0, rediss:// for TLS) leaves it out for a Redis of your own.
+        brokerUrl: '',
+        // With a brokerUrl that needs a password: the Secret holding it (key `password`), read
+        // by --broker-password-file rather than written into the URL and the pods' args.
+        brokerPasswordSecret: '',
+        // The bundle's Redis: Compose's pinned image, and what one pod of pub/sub needs.
+        redisImage: 'redis:7.0.15-alpine',
+        redisMemoryLimit: '256Mi',
         // 15.6 KiB per idle connection (README) times 10,000 per worker, plus the interpreters.
         memoryRequest: '512Mi',
         memoryLimit: '1Gi',

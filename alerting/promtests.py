@@ -35,9 +35,11 @@ FLOOD_INDICATORS: Final = {
     "client_error_ratio": FLOOD_CLIENT_ERRORS,
 }
 QUANTILE: Final = 0.99
-HISTOGRAMS: Final = {
+# indicator key -> (histogram, its `type` label; None: a histogram without one).
+HISTOGRAMS: Final[dict[str, tuple[str, str | None]]] = {
     "p99_latency": ("wsmon_message_latency_seconds", "echo"),
     "broadcast_time": ("wsmon_broadcast_duration_seconds", "broadcast"),
+    "broker_delay": ("wsmon_broker_delay_seconds", None),
 }
 
 Series = list[dict[str, str]]
@@ -71,14 +73,15 @@ def _quantile_of_bucket(index: int) -> float:
 
 def _histogram(key: str, value: float, steps: int) -> Series:
     name, message_type = HISTOGRAMS[key]
+    labels = {} if message_type is None else {"type": message_type}
     index = next(i for i in range(len(LATENCY_BUCKETS) + 1) if _quantile_of_bucket(i) == value)
     edges = [_number(bound) for bound in LATENCY_BUCKETS] + ["+Inf"]
     series = [
-        _counter(f"{name}_bucket", PER_MINUTE if i >= index else 0, steps, type=message_type, le=le)
+        _counter(f"{name}_bucket", PER_MINUTE if i >= index else 0, steps, **labels, le=le)
         for i, le in enumerate(edges)
     ]
-    series.append(_counter(f"{name}_count", PER_MINUTE, steps, type=message_type))
-    series.append(_counter(f"{name}_sum", PER_MINUTE * value, steps, type=message_type))
+    series.append(_counter(f"{name}_count", PER_MINUTE, steps, **labels))
+    series.append(_counter(f"{name}_sum", PER_MINUTE * value, steps, **labels))
     return series
 
 
@@ -104,6 +107,16 @@ def _slow_consumer_series(ratio: float, steps: int) -> Series:
         _gauge("wsmon_connections_active", still_open / 2, steps, worker="0"),
         _gauge("wsmon_connections_active", still_open / 2, steps, worker="1"),
         _counter("wsmon_slow_consumers_disconnected_total", cut_off / RATE_WINDOW_MINUTES, steps),
+    ]
+
+
+def _broker_loss_series(ratio: float, steps: int) -> Series:
+    # Of the deliveries meant for the other instances, `ratio` overflowed and the rest were
+    # published; the supervisor binds both reasons of the lost counter at start-up.
+    return [
+        _counter("wsmon_broker_published_total", PER_MINUTE * (1 - ratio), steps),
+        _counter("wsmon_broker_lost_total", PER_MINUTE * ratio, steps, reason="overflow"),
+        _counter("wsmon_broker_lost_total", 0, steps, reason="disconnected"),
     ]
 
 
@@ -139,6 +152,9 @@ _SCENARIOS: Final[dict[str, Callable[[float, int], Series]]] = {
     "broadcast_time": lambda v, n: _histogram("broadcast_time", v, n),
     "probe_failure": lambda v, n: [_gauge("wsmon_probe_success", 1 - v, n, probe="echo")],
     "instance_down": lambda v, n: [_gauge("up", 1 - v, n)],
+    "broker_down": lambda v, n: [_gauge("wsmon_broker_up", 1 - v, n)],
+    "broker_loss_ratio": _broker_loss_series,
+    "broker_delay": lambda v, n: _histogram("broker_delay", v, n),
 }
 
 

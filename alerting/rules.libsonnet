@@ -128,6 +128,38 @@
       record: 'wsmon:instance_down:bool',
       expr: '1 - up{%(sel)s}\n' % c,
     },
+    // The broker's series exist only on an instance started with one (`--broker`): without,
+    // these record nothing, so their alerts cannot fire.
+    broker_down: {
+      record: 'wsmon:broker_down:bool',
+      expr: '1 - min by (%(by)s) (wsmon_broker_up{%(sel)s})\n' % c,
+    },
+    // Every reason: an outage (`disconnected`, which WsmonBrokerDown pages for once it lasts),
+    // a link that drops and comes back between scrapes, and `overflow` (Redis slower than the
+    // instance). Both counters exist from start-up, so an idle link records nothing (0 / 0).
+    broker_loss_ratio: {
+      record: 'wsmon:broker_loss:ratio_rate' + c.w,
+      expr: |||
+        sum by (%(by)s) (rate(wsmon_broker_lost_total{%(sel)s}[%(w)s]))
+        /
+        (
+          (
+            sum by (%(by)s) (rate(wsmon_broker_lost_total{%(sel)s}[%(w)s]))
+            +
+            sum by (%(by)s) (rate(wsmon_broker_published_total{%(sel)s}[%(w)s]))
+          )
+          > 0
+        )
+      ||| % c,
+    },
+    broker_delay: {
+      record: 'wsmon:broker_delay_seconds:p99_rate' + c.w,
+      expr: |||
+        histogram_quantile(0.99, sum by (%(by)s, le) (rate(wsmon_broker_delay_seconds_bucket{%(sel)s}[%(w)s])))
+        and on (%(by)s)
+        (sum by (%(by)s) (rate(wsmon_broker_delay_seconds_count{%(sel)s}[%(w)s])) > 0)
+      ||| % c,
+    },
   },
 
   prometheusRules+:: {

@@ -167,6 +167,8 @@ class Targets:
     alertmanager_pid: int | None = None
     alertmanager_url: str | None = None
     started: dict[int, stackrecord.Record] = field(default_factory=dict)  # pid -> its record
+    # A stack's other wsmon instances (`wsmon stack start --instances N`): name, pid, URL.
+    more_wsmon: list[tuple[str, int, str | None]] = field(default_factory=list)
 
     def empty(self) -> bool:
         return all(
@@ -191,25 +193,34 @@ def read_stack(directory: Path, targets: Targets) -> None:
         raise click.UsageError(
             f"{directory / stackrecord.RECORD}: no such file; is a stack running from {directory}?"
         )
+    # The stack's Prometheus scrapes every part: its targets are where to confirm and reload,
+    # the wsmon job's in the order of the instances (wsmon, wsmon-2, ...).
+    try:
+        config = yaml.safe_load(
+            (directory / stackrecord.PROMETHEUS_CONFIG / "prometheus.yml").read_text()
+        )
+        jobs: dict[str, list[str]] = {
+            job["job_name"]: list(job["static_configs"][0]["targets"])
+            for job in config["scrape_configs"]
+        }
+    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
+        jobs = {}
+    wsmon_targets = jobs.get("wsmon", [])
+    # An option naming one server names the one to reload: the stack's others are left alone.
+    named = targets.wsmon_pid is not None or targets.wsmon_url is not None
     for record in records:
         attribute = f"{record.name}_pid"
         if hasattr(targets, attribute) and getattr(targets, attribute) is None:
             setattr(targets, attribute, record.pid)
             targets.started[record.pid] = record
-    # The stack's Prometheus scrapes all three: its targets are where to confirm and reload.
-    try:
-        config = yaml.safe_load(
-            (directory / stackrecord.PROMETHEUS_CONFIG / "prometheus.yml").read_text()
-        )
-        jobs = {
-            job["job_name"]: job["static_configs"][0]["targets"][0]
-            for job in config["scrape_configs"]
-        }
-    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
-        return
+        elif record.name.startswith("wsmon-") and not named:
+            index = int(record.name.removeprefix("wsmon-")) - 1
+            url = f"http://{wsmon_targets[index]}" if index < len(wsmon_targets) else None
+            targets.more_wsmon.append((record.name, record.pid, url))
+            targets.started[record.pid] = record
     for name in ("wsmon", "prometheus", "alertmanager"):
-        if name in jobs and getattr(targets, f"{name}_url") is None:
-            setattr(targets, f"{name}_url", f"http://{jobs[name]}")
+        if jobs.get(name) and getattr(targets, f"{name}_url") is None:
+            setattr(targets, f"{name}_url", f"http://{jobs[name][0]}")
 
 
 def _signal(pid: int, what: str, targets: Targets, check: Callable[[list[str]], bool]) -> None:
@@ -343,17 +354,17 @@ def apply(targets: Targets, entries: tuple[Threshold, ...], alertmanager_changed
     """Make the rebuilt files live; True when every step worked."""
     click.echo("applying:")
     results = []
-    if targets.wsmon_pid is not None:
-        pid = targets.wsmon_pid
+    servers = [] if targets.wsmon_pid is None else [("wsmon", targets.wsmon_pid, targets.wsmon_url)]
+    for name, pid, url in [*servers, *targets.more_wsmon]:
 
-        def wsmon() -> str:
+        def wsmon(pid: int = pid, url: str | None = url) -> str:
             _signal(pid, "wsmon serve", targets, _is_wsmon)
-            if targets.wsmon_url is None:
+            if url is None:
                 return f"sent SIGHUP (pid {pid}); its log says whether the file loaded"
-            _wsmon_judges(targets.wsmon_url, entries)
+            _wsmon_judges(url, entries)
             return f"SIGHUP (pid {pid}); /api/health judges by the new thresholds"
 
-        results.append(_step("wsmon", wsmon))
+        results.append(_step(name, wsmon))
     if targets.prometheus_pid is not None or targets.prometheus_url is not None:
         results.append(_step("Prometheus", lambda: _reload_prometheus(targets)))
     if targets.alertmanager_pid is not None or targets.alertmanager_url is not None:

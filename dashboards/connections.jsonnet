@@ -124,4 +124,21 @@ function(catalogue, thresholds, overrides={})
         [lib.target(lib.total('wsmon_process_open_fds', 'instance, worker'), '{{instance}} {{worker}}')],
       ),
     ],
+    [
+      lib.bargauge(
+        'Connections by instance',
+        'Total Connections of each selected instance now.',
+        'short',
+        [lib.target(lib.total('wsmon_connections_active', 'instance'), '{{instance}}', instant=true)],
+      ),
+      lib.timeseries(
+        'Connections and capacity by instance',
+        'Total Connections and Max Capacity of each selected instance over time.',
+        'short',
+        [
+          lib.target(lib.total('wsmon_connections_active', 'instance'), 'connections {{instance}}'),
+          lib.target(lib.total('wsmon_pool_capacity', 'instance'), 'capacity {{instance}}'),
+        ],
+      ),
+    ],
   ])

@@ -120,4 +120,19 @@ function(catalogue, thresholds, overrides={})
         [lib.target(lib.rate('wsmon_message_bytes_total', 'direction'), '{{direction}}')],
       ),
     ],
+    [
+      lib.timeseries(
+        'Received by instance',
+        'Message volume: frames received on /ws per second, by instance.',
+        'cps',
+        [lib.target(lib.rate('wsmon_messages_received_total', 'instance'), '{{instance}}')],
+      ),
+      lib.timeseries(
+        'Sent by instance',
+        'Message volume: frames sent on /ws per second (one per recipient), by instance; with a'
+        + ' broker, deliveries from other instances are sent here too.',
+        'cps',
+        [lib.target(lib.rate('wsmon_messages_sent_total', 'instance'), '{{instance}}')],
+      ),
+    ],
   ])

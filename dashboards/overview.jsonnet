@@ -126,4 +126,40 @@ function(catalogue, thresholds, overrides={})
         ],
       ),
     ],
+    // The instances side by side.
+    [
+      lib.timeseries(
+        'Active connections by instance',
+        'Active Connections of each selected instance.',
+        'short',
+        [lib.target(lib.total('wsmon_connections_active', 'instance'), '{{instance}}')],
+        w=8,
+      ),
+      lib.timeseries(
+        'Messages received by instance',
+        'Message Statistics: frames received on /ws per second, by instance.',
+        'cps',
+        [lib.target(lib.rate('wsmon_messages_received_total', 'instance'), '{{instance}}')],
+        w=8,
+      ),
+      lib.stat(
+        'Broker link by instance',
+        'Each instance\'s link to the others through its broker (Redis): Up, or Down while'
+        + ' deliveries between instances are lost (WsmonBrokerDown pages, and the Health badge'
+        + ' turns Unhealthy, once it lasts). No data: no instance runs with --broker.',
+        'none',
+        [lib.target(mixin.recorded('broker_down'), '{{instance}}')],
+        steps=mixin.alert('broker_down'),
+        mappings=[{
+          type: 'value',
+          options: {
+            '0': { text: 'Up', color: 'green', index: 0 },
+            '1': { text: 'Down', color: 'red', index: 1 },
+          },
+        }],
+        colorMode='background',
+        w=8,
+        h=8,
+      ),
+    ],
   ])

@@ -11,6 +11,8 @@ function(catalogue, thresholds, overrides={})
   local broadcast = 'Broadcast Time: high values may indicate scaling issues.';
   // A histogram knows no maximum: quantile 1 is the upper bound of the highest bucket observed.
   local max(histogram, by='') = lib.quantile('1', histogram, by);
+  local broker = 'wsmon_broker_delay_seconds';
+  local withBroker = ' Only instances started with --broker have these series (none without).';
   local quantiles(histogram) = [
     lib.target(lib.quantile('0.5', histogram), 'p50'),
     lib.target(lib.quantile('0.95', histogram), 'p95'),
@@ -134,6 +136,103 @@ function(catalogue, thresholds, overrides={})
         "How long Prometheus' scrape of each instance's /metrics took (the supervisor merges every worker's figures).",
         's',
         [lib.target('scrape_duration_seconds{%s}' % lib.sel, '{{instance}}')],
+      ),
+    ],
+    // The broker between instances (Redis pub/sub): each instance side by side.
+    [
+      lib.stat(
+        'Broker link',
+        'Each instance\'s link to its broker: Up while it publishes to and is subscribed on'
+        + ' Redis, Down while deliveries between it and the other instances are lost (wsmon:broker_down:bool).'
+        + withBroker,
+        'none',
+        [lib.target(mixin.recorded('broker_down'), '{{instance}}')],
+        steps=mixin.alert('broker_down'),
+        mappings=[{
+          type: 'value',
+          options: {
+            '0': { text: 'Up', color: 'green', index: 0 },
+            '1': { text: 'Down', color: 'red', index: 1 },
+          },
+        }],
+        colorMode='background',
+      ),
+      lib.stat(
+        'Broker delay (p99)',
+        'Broadcast Time between instances: 99th percentile of the broker\'s round trip (an'
+        + ' instance\'s own delivery published to received back), all selected instances.' + withBroker,
+        's',
+        [lib.target(lib.quantile('0.99', broker), 'p99')],
+        steps=mixin.alert('broker_delay'),
+      ),
+      lib.stat(
+        'Broker deliveries lost',
+        'Deliveries for the other instances not published in the time range (broker unreachable,'
+        + ' publish not confirmed, more than 10,000 waiting), all selected instances. Any is a message'
+        + ' users on other instances never got.' + withBroker,
+        'short',
+        [lib.target(lib.increase('wsmon_broker_lost_total', '$__range'), 'lost', instant=true)],
+        steps=lib.colours([[1, 'yellow']]),
+      ),
+      lib.stat(
+        'Broker reconnects',
+        'Times the link to the broker came back after it was lost (once per outage) in the time'
+        + ' range, all selected instances.' + withBroker,
+        'short',
+        [lib.target(lib.increase('wsmon_broker_reconnects_total', '$__range'), 'reconnects', instant=true)],
+        steps=lib.colours([[1, 'yellow']]),
+      ),
+    ],
+    [
+      lib.timeseries(
+        'Broker delay by instance',
+        'p50 and p99 of the broker\'s round trip, per instance: what every recipient on another'
+        + ' instance waits on top of the sender\'s own handling.' + withBroker,
+        's',
+        [
+          lib.target(lib.quantile('0.5', broker, 'instance'), 'p50 {{instance}}'),
+          lib.target(lib.quantile('0.99', broker, 'instance'), 'p99 {{instance}}'),
+        ],
+      ),
+      lib.timeseries(
+        'Broker delay p99 by instance',
+        'p99 of the broker\'s round trip per instance over the recording rule\'s %s window (the'
+        % c.rateWindow + ' figure the alerts judge).' + withBroker,
+        's',
+        [lib.target(mixin.recorded('broker_delay'), '{{instance}}')],
+        steps=mixin.alert('broker_delay'),
+      ),
+    ],
+    [
+      lib.timeseries(
+        'Broker deliveries by instance',
+        'Per second and instance: deliveries published for the other instances, received from'
+        + ' them (and relayed to every local worker), and lost by reason (disconnected: the broker'
+        + ' unreachable or a publish not confirmed; overflow: more than 10,000 waiting).' + withBroker,
+        'cps',
+        [
+          lib.target(lib.rate('wsmon_broker_published_total', 'instance'), 'published {{instance}}'),
+          lib.target(lib.rate('wsmon_broker_received_total', 'instance'), 'received {{instance}}'),
+          lib.target(lib.rate('wsmon_broker_lost_total', 'instance, reason'), 'lost {{reason}} {{instance}}'),
+        ],
+        w=8,
+      ),
+      lib.timeseries(
+        'Broker loss ratio by instance',
+        'Deliveries lost / deliveries for the other instances, per instance over the recording'
+        + " rule's %s window (the figure the alerts judge)." % c.rateWindow + withBroker,
+        'percentunit',
+        [lib.target(mixin.recorded('broker_loss_ratio'), '{{instance}}')],
+        steps=mixin.alert('broker_loss_ratio'),
+        w=8,
+      ),
+      lib.timeseries(
+        'Broker reconnects by instance',
+        'Times the link to the broker came back after an outage, per interval and instance: a'
+        + ' steady trickle is a link that drops again and again.' + withBroker,
+        'short',
+        [lib.target(lib.increase('wsmon_broker_reconnects_total', '$__rate_interval', 'instance'), '{{instance}}')],
+        w=8,
       ),
     ],
   ])

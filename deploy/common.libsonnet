@@ -68,8 +68,13 @@ function(c) {
   // prometheus.yml, with `address(part)` the host:port Prometheus reaches a part at, and
   // `metrics` how it reaches wsmon's metrics_listen: {target, username, passwordFile}, or null
   // for /metrics and /probe on the public port, unprotected (the server checks no tokens).
-  prometheusConfig(address, metrics=null)::
-    local wsmonTarget = if metrics == null then address('wsmon') else metrics.target;
+  // `wsmon`, when not null, lists the host:port of every wsmon server (several instances
+  // sharing a broker); all are scraped under one job, as a pool.
+  prometheusConfig(address, metrics=null, wsmon=null)::
+    local wsmonTargets =
+      if wsmon != null then wsmon
+      else if metrics == null then [address('wsmon')]
+      else [metrics.target];
     // A scrape config's own basic_auth: nothing wsmon-specific.
     local scrapeAuth = if metrics == null then {} else {
       basic_auth: { username: metrics.username, password_file: metrics.passwordFile },
@@ -80,7 +85,7 @@ function(c) {
       rule_files: ['rules.yaml'],
       alerting: { alertmanagers: [{ static_configs: [{ targets: [address('alertmanager')] }] }] },
       scrape_configs: [
-        { job_name: $.job(c.wsmonSelector), static_configs: [{ targets: [wsmonTarget] }] } + scrapeAuth,
+        { job_name: $.job(c.wsmonSelector), static_configs: [{ targets: wsmonTargets }] } + scrapeAuth,
         { job_name: $.job(c.alertmanagerSelector), static_configs: [{ targets: [address('alertmanager')] }] },
         { job_name: 'prometheus', static_configs: [{ targets: [address('prometheus')] }] },
         {
@@ -89,7 +94,7 @@ function(c) {
           job_name: d.probeJob,
           metrics_path: '/probe',
           static_configs: [
-            { targets: [wsmonTarget], labels: { module: module } }
+            { targets: wsmonTargets, labels: { module: module } }
             for module in d.probeModules
           ],
           relabel_configs: [{ source_labels: ['module'], target_label: '__param_module' }],

@@ -29,8 +29,49 @@ function(configure, c)
   // The same port on the host, on publishAddress only (loopback: see config.libsonnet).
   local publish(port) = '%s:%d:%d' % [compose.publishAddress, port, port];
   local listen(part) = ':%d' % d.ports[part];
+  // wsmon's services: `wsmon`, then wsmon-2, ...; more than one share deliveries through the
+  // `redis` service (wsmon serve --broker), each publishing the port after the one before it.
+  local instances = compose.wsmonInstances;
+  local brokered = instances > 1;
+  local wsmonName(i) = if i == 0 then 'wsmon' else 'wsmon-%d' % (i + 1);
+  local wsmonNames = [wsmonName(i) for i in std.range(0, instances - 1)];
+  local broker = ['--broker', 'redis://redis:%d/0' % d.ports.redis];
+  local wsmonService(i) = {
+    build: { context: '..', dockerfile: 'Dockerfile' },
+    image: d.image,
+    // The one-host settings file: it listens on 0.0.0.0 at the port below.
+    command: ['serve', '--config', d.paths.wsmonConfig, '--no-auth']
+             + (if brokered then broker else []),
+    // wsmon.yaml and the thresholds.yaml it names, where the settings file expects them.
+    volumes: [
+      mount('compose/wsmon/wsmon.yaml', d.paths.wsmonConfig),
+      mount('wsmon/thresholds.yaml', d.paths.wsmonThresholds),
+    ],
+    ports: ['%s:%d:%d' % [compose.publishAddress, d.ports.wsmon + i, d.ports.wsmon]],
+    // A broker that is not up yet costs deliveries between the servers, not the start: wsmon
+    // retries it (and says so on /api/health), so no wait for Redis' health check.
+    [if brokered then 'depends_on']: ['redis'],
+    // SIGTERM starts the drain; as the systemd unit, wait 5 s beyond it before SIGKILL.
+    stop_grace_period: '%ds' % (d.drainSeconds + 5),
+    // The image's check probes the image's default port; this one the configured port.
+    healthcheck: {
+      test: [
+        'CMD',
+        'python',
+        '-c',
+        "import urllib.request; urllib.request.urlopen('http://127.0.0.1:%d/healthz', timeout=3)"
+        % d.ports.wsmon,
+      ],
+      interval: '10s',
+      timeout: '5s',
+      retries: 3,
+    },
+    restart: 'unless-stopped',
+  };
   {
-    'compose/prometheus/prometheus.yml': common.prometheusConfig(address),
+    'compose/prometheus/prometheus.yml': common.prometheusConfig(
+      address, null, ['%s:%d' % [name, d.ports.wsmon] for name in wsmonNames]
+    ),
     // A trial on loopback-published ports: no tokens (the server runs with --no-auth and says
     // so in its log every minute). For more, give it the one-host file's auth_jwt_secret_file.
     'compose/wsmon/wsmon.yaml': common.wsmonSettings(null),
@@ -48,34 +89,35 @@ function(configure, c)
       // The project name, so the volumes are wsmon_prometheus-data etc., not after the folder.
       name: 'wsmon',
       services: {
-        wsmon: {
-          build: { context: '..', dockerfile: 'Dockerfile' },
-          image: d.image,
-          // The one-host settings file: it listens on 0.0.0.0 at the port below.
-          command: ['serve', '--config', d.paths.wsmonConfig, '--no-auth'],
-          // wsmon.yaml and the thresholds.yaml it names, where the settings file expects them.
-          volumes: [
-            mount('compose/wsmon/wsmon.yaml', d.paths.wsmonConfig),
-            mount('wsmon/thresholds.yaml', d.paths.wsmonThresholds),
+        [wsmonName(i)]: wsmonService(i)
+        for i in std.range(0, instances - 1)
+      } + (if !brokered then {} else {
+        redis: {
+          image: compose.images.redis,
+          // Pub/sub only: nothing to keep, so nothing written (no snapshot, no append-only
+          // file). Reached by the wsmon services inside the Compose network and published on
+          // no host port; protected mode (which refuses other hosts without a password) is off
+          // on purpose, as the image has it.
+          command: [
+            'redis-server',
+            '--port',
+            std.toString(d.ports.redis),
+            '--save',
+            '',
+            '--appendonly',
+            'no',
+            '--protected-mode',
+            'no',
           ],
-          ports: [publish(d.ports.wsmon)],
-          // SIGTERM starts the drain; as the systemd unit, wait 5 s beyond it before SIGKILL.
-          stop_grace_period: '%ds' % (d.drainSeconds + 5),
-          // The image's check probes the image's default port; this one the configured port.
           healthcheck: {
-            test: [
-              'CMD',
-              'python',
-              '-c',
-              "import urllib.request; urllib.request.urlopen('http://127.0.0.1:%d/healthz', timeout=3)"
-              % d.ports.wsmon,
-            ],
+            test: ['CMD', 'redis-cli', '-p', std.toString(d.ports.redis), 'ping'],
             interval: '10s',
             timeout: '5s',
             retries: 3,
           },
           restart: 'unless-stopped',
         },
+      }) + {
         prometheus: {
           image: compose.images.prometheus,
           // The systemd unit's flags (the 30-day retention), with the image's paths.
@@ -87,7 +129,7 @@ function(configure, c)
             volume('prometheus-data', prometheusData),
           ],
           ports: [publish(d.ports.prometheus)],
-          depends_on: ['wsmon', 'alertmanager'],
+          depends_on: wsmonNames + ['alertmanager'],
           restart: 'unless-stopped',
         },
         alertmanager: {

@@ -32,8 +32,15 @@ function(c)
     username: scrapeUser,
     passwordFile: passwordFile,
   };
+  // The servers beside the one at ports.wsmon (`make stack --instances 2`): on the public port,
+  // as a server without tokens serves /metrics.
+  assert auth == null || d.wsmonPeerPorts == [] : 'deploy.wsmonPeerPorts: only without tokens';
+  local wsmon = if d.wsmonPeerPorts == [] then null else [
+    '%s:%d' % [d.host, port]
+    for port in [d.ports.wsmon] + d.wsmonPeerPorts
+  ];
   {
-    'prometheus/prometheus.yml': common.prometheusConfig(address, metrics),
+    'prometheus/prometheus.yml': common.prometheusConfig(address, metrics, wsmon),
     'grafana/provisioning/datasources/wsmon.yaml': common.datasources(url),
   } + (if auth == null then {} else {
     // Placeholders, so the bundle checks and loads as it is; until both are replaced, the

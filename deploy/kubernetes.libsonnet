@@ -45,15 +45,23 @@ function(mixin, dashboards)
   // YAML_TEXT). Jsonnet's std.manifestYamlDoc took 3 of the bundle's 4.5 s: time.perf_counter
   // around alerting.evaluate of each manifest alone (the Secret 2.1 s, the datasources 1.1 s).
   local yamlText(document) = { '__yaml_text__': document };
+  // The broker between the pods: the bundle's own Redis unless brokerUrl names another.
+  local redisName = name + '-redis';
+  local ownRedis = k.brokerUrl == '';
+  local brokerUrl = if ownRedis then 'redis://%s:%d/0' % [redisName, d.ports.redis] else k.brokerUrl;
+  local brokerDir = '/etc/wsmon/broker';
+  local brokerPassword = k.brokerPasswordSecret != '';
+  // The official image's redis user: numeric, for runAsNonRoot.
+  local redisUid = 999;
   local manifests = {
     'deployment.yaml': {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
       metadata: metadata(name, 'server'),
       spec: {
-        // One server: the workers of a pod relay chat, rooms and broadcasts through their
-        // supervisor, and nothing relays between pods. More CPUs are more workers.
-        replicas: 1,
+        // The workers of a pod relay chat, rooms and broadcasts through their supervisor, and
+        // the pods through Redis (--broker): each delivery is published once per pod.
+        replicas: k.replicas,
         selector: { matchLabels: labels('server') },
         // The new pod is ready before the old one drains: clients closed with 1001 reconnect
         // to it.
@@ -68,6 +76,14 @@ function(mixin, dashboards)
             terminationGracePeriodSeconds: k.preStopSeconds + d.drainSeconds + 5,
             // The variables of a Service named wsmon (WSMON_PORT=tcp://…) are no settings.
             enableServiceLinks: false,
+            // The replicas on different nodes where there are several: a node lost is then half
+            // the clients, not all of them (on one node they are scheduled all the same).
+            topologySpreadConstraints: [{
+              maxSkew: 1,
+              topologyKey: 'kubernetes.io/hostname',
+              whenUnsatisfiable: 'ScheduleAnyway',
+              labelSelector: { matchLabels: labels('server') },
+            }],
             securityContext: {
               // Numeric, so the kubelet can check runAsNonRoot whatever user the image names.
               runAsUser: d.imageUid,
@@ -75,7 +91,9 @@ function(mixin, dashboards)
               runAsNonRoot: true,
               seccompProfile: { type: 'RuntimeDefault' },
             },
-            volumes: [{ name: 'auth', secret: { secretName: k.authSecret } }],
+            volumes: [{ name: 'auth', secret: { secretName: k.authSecret } }] + (
+              if brokerPassword then [{ name: 'broker', secret: { secretName: k.brokerPasswordSecret } }] else []
+            ),
             containers: [{
               name: name,
               image: d.image,
@@ -89,10 +107,13 @@ function(mixin, dashboards)
                 '--drain-seconds=%d' % d.drainSeconds,
                 '--auth-jwt-secret-file=%s/%s' % [authDir, k.authSecretKey],
                 '--metrics-listen=0.0.0.0:%d' % d.ports.wsmonMetrics,
-              ],
+                '--broker=' + brokerUrl,
+              ] + (if brokerPassword then ['--broker-password-file=%s/password' % brokerDir] else []),
               // Clients' JWTs are checked with the secret of the Secret k.authSecret (the README
               // creates it); without it the pod does not start, rather than accept everyone.
-              volumeMounts: [{ name: 'auth', mountPath: authDir, readOnly: true }],
+              volumeMounts: [{ name: 'auth', mountPath: authDir, readOnly: true }] + (
+                if brokerPassword then [{ name: 'broker', mountPath: brokerDir, readOnly: true }] else []
+              ),
               ports: [
                 { name: port, containerPort: d.ports.wsmon, protocol: 'TCP' },
                 { name: metricsPort, containerPort: d.ports.wsmonMetrics, protocol: 'TCP' },
@@ -258,7 +279,94 @@ function(mixin, dashboards)
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: prometheusAccount },
       subjects: [{ kind: 'ServiceAccount', name: prometheusAccount, namespace: k.namespace }],
     },
-  } + {
+  } + (if !ownRedis then {} else {
+    // The broker: one Redis pod of pub/sub only, which keeps nothing (no snapshot, no
+    // append-only file), so a restarted pod is an empty one and nothing needs a volume. While
+    // it restarts, each wsmon pod delivers to its own clients and counts the rest lost
+    // (wsmon_broker_lost_total, /api/health says degraded); they resubscribe on its return. No password: the NetworkPolicy admits wsmon's pods only.
+    'redis-deployment.yaml': {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: metadata(redisName, 'broker'),
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: labels('broker') },
+        // Never two: pods subscribed to different Redis servers would not hear each other.
+        strategy: { type: 'Recreate' },
+        template: {
+          metadata: { labels: labels('broker') },
+          spec: {
+            enableServiceLinks: false,
+            automountServiceAccountToken: false,
+            securityContext: {
+              runAsUser: redisUid,
+              runAsGroup: redisUid,
+              runAsNonRoot: true,
+              seccompProfile: { type: 'RuntimeDefault' },
+            },
+            // The image's working directory: Redis writes nothing there with no persistence,
+            // but the root filesystem is read-only, so a small scratch volume all the same.
+            volumes: [{ name: 'data', emptyDir: { sizeLimit: '16Mi' } }],
+            containers: [{
+              name: 'redis',
+              image: k.redisImage,
+              args: [
+                'redis-server',
+                '--port',
+                std.toString(d.ports.redis),
+                '--save',
+                '',
+                '--appendonly',
+                'no',
+                // Other pods connect without a password: the NetworkPolicy is the boundary.
+                '--protected-mode',
+                'no',
+              ],
+              ports: [{ name: 'redis', containerPort: d.ports.redis, protocol: 'TCP' }],
+              readinessProbe: { tcpSocket: { port: 'redis' }, periodSeconds: 5 },
+              livenessProbe: { tcpSocket: { port: 'redis' }, periodSeconds: 10, failureThreshold: 3 },
+              volumeMounts: [{ name: 'data', mountPath: '/data' }],
+              // Pub/sub holds no data: the memory is the subscribers' output buffers (32 MiB
+              // each at most, Redis' default limit for pub/sub clients), one per wsmon pod.
+              resources: {
+                requests: { cpu: '100m', memory: '64Mi' },
+                limits: { memory: k.redisMemoryLimit },
+              },
+              securityContext: {
+                readOnlyRootFilesystem: true,
+                allowPrivilegeEscalation: false,
+                capabilities: { drop: ['ALL'] },
+              },
+            }],
+          },
+        },
+      },
+    },
+    'redis-service.yaml': {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: metadata(redisName, 'broker'),
+      spec: {
+        selector: labels('broker'),
+        ports: [{ name: 'redis', port: d.ports.redis, targetPort: 'redis', protocol: 'TCP' }],
+      },
+    },
+    // Only wsmon's pods reach Redis (with a network plugin that enforces NetworkPolicy): any
+    // other client could publish deliveries to every wsmon pod's clients.
+    'redis-networkpolicy.yaml': {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: metadata(redisName, 'broker'),
+      spec: {
+        podSelector: { matchLabels: labels('broker') },
+        policyTypes: ['Ingress'],
+        ingress: [{
+          from: [{ podSelector: { matchLabels: labels('server') } }],
+          ports: [{ port: 'redis', protocol: 'TCP' }],
+        }],
+      },
+    },
+  }) + {
     ['dashboards/%s.yaml' % stem(file)]: {
       apiVersion: 'v1',
       kind: 'ConfigMap',

@@ -6,6 +6,10 @@ directory: Prometheus and Alertmanager start with the argv of the bundle's syste
 loopback by a flag), Alertmanager mails an SMTP sink (aiosmtpd's Maildir handler, so every mail
 is kept as a file), and Grafana with the bundle's provisioning when a `grafana-server` is on the
 PATH. The state directory keeps Prometheus' data between runs: the history grows to 30 days.
+
+With `instances` above 1 it starts Debian's redis-server too (loopback, no persistence) and that
+many wsmon servers, each with `--broker` to it and on the port after the one before: the broker
+relays chat, rooms and broadcasts between them, and Prometheus scrapes them all under job wsmon.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ START_TIMEOUT: Final = 30.0
 # mail sink before Alertmanager mails it, Alertmanager before Prometheus sends to it.
 PORT_KEYS: Final = {
     "smtp": "smtpSink",
+    "redis": "redis",
     "wsmon": "wsmon",
     "alertmanager": "alertmanager",
     "prometheus": "prometheus",
@@ -45,6 +50,7 @@ PORT_KEYS: Final = {
 }
 TITLES: Final = {
     "smtp": "SMTP sink",
+    "redis": "Redis",
     "wsmon": "wsmon",
     "alertmanager": "Alertmanager",
     "prometheus": "Prometheus",
@@ -54,7 +60,24 @@ TITLES: Final = {
 BINARIES: Final = {
     "prometheus": ("prometheus",),
     "alertmanager": ("prometheus-alertmanager", "alertmanager"),
+    "redis": ("redis-server",),
 }
+# The stack's own defaults where the bundle's port would meet a system service: Debian's
+# redis-server package starts one on 6379 when it is installed (`make tools`).
+STACK_PORTS: Final = {"redis": 6380}
+# Parts that only start with more than one wsmon instance.
+BROKER_PARTS: Final = ("redis",)
+MAX_INSTANCES: Final = 8
+
+
+def instance_names(instances: int) -> list[str]:
+    """The wsmon servers' part names: `wsmon` (as with one; `wsmon thresholds --stack-dir` finds
+    it by that name), then wsmon-2, wsmon-3, ..."""
+    return ["wsmon", *(f"wsmon-{n}" for n in range(2, instances + 1))]
+
+
+def title(name: str) -> str:
+    return TITLES.get(name, name)
 
 
 class StackError(RuntimeError):
@@ -113,14 +136,18 @@ class Part:
 
     @property
     def title(self) -> str:
-        return TITLES[self.name]
+        return title(self.name)
 
     @property
     def url(self) -> str:
+        if self.name == "redis":
+            return f"redis://{HOST}:{self.port}/0"
         scheme = "smtp" if self.ready_path is None else "http"
         return f"{scheme}://{HOST}:{self.port}"
 
     def ready(self) -> bool:
+        if self.name == "redis":
+            return _redis_pongs(self.port)
         if self.ready_path is None:
             return _smtp_greets(self.port)
         try:
@@ -138,6 +165,15 @@ def _smtp_greets(port: int) -> bool:
         return False
 
 
+def _redis_pongs(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=2) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(7).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def port_in_use(port: int) -> bool:
     """True when something listens on HOST:port (SO_REUSEADDR, as the servers bind: a closed
     connection's TIME_WAIT is not a listener)."""
@@ -151,18 +187,36 @@ def port_in_use(port: int) -> bool:
 
 
 def configured_ports(
-    thresholds: tuple[Threshold, ...], chosen: Mapping[str, int | None]
+    thresholds: tuple[Threshold, ...], chosen: Mapping[str, int | None], instances: int = 1
 ) -> dict[str, int]:
-    """Each part's port: the one chosen, else the bundle's (alerting/config.libsonnet)."""
+    """Each part's port: the one chosen, else the bundle's (alerting/config.libsonnet), else
+    the stack's own (STACK_PORTS). wsmon-2 and the next take the ports after wsmon's; Redis is
+    a part only with more than one instance."""
+    if not 1 <= instances <= MAX_INSTANCES:
+        raise StackError(f"--instances: from 1 to {MAX_INSTANCES}, not {instances}")
     config = alerting.config(thresholds)
-    bundle: Mapping[str, int] = config["deploy"]["ports"]
-    ports = {part: chosen.get(part) or bundle[key] for part, key in PORT_KEYS.items()}
+    bundle: Mapping[str, int] = {**config["deploy"]["ports"], **STACK_PORTS}
+    ports: dict[str, int] = {}
+    for part, key in PORT_KEYS.items():
+        if part in BROKER_PARTS and instances == 1:
+            continue
+        ports[part] = chosen.get(part) or bundle[key]
+        if part == "wsmon":
+            for n, name in enumerate(instance_names(instances)[1:], start=1):
+                ports[name] = ports["wsmon"] + n
     taken: dict[int, str] = {}
     for part, port in ports.items():
+        if port > 65535:
+            raise StackError(f"{title(part)} would take port {port}: pick a lower --wsmon-port")
         if port in taken:
-            raise StackError(f"{TITLES[taken[port]]} and {TITLES[part]} are both given port {port}")
+            raise StackError(f"{title(taken[port])} and {title(part)} are both given port {port}")
         taken[port] = part
     return ports
+
+
+def port_option(part: str) -> str:
+    """The flag that moves a part's port (wsmon-2 and the next follow --wsmon-port)."""
+    return "--wsmon-port" if part.startswith("wsmon") else f"--{part}-port"
 
 
 def find_binary(part: str) -> str:
@@ -208,8 +262,14 @@ def plan(
     """Render the bundle for this machine into the state directory; the parts, in start order.
 
     wsmon judges /api/health by the bundle's copy of the thresholds file (`thresholds_text`),
-    which is the one to edit with `wsmon thresholds --file` (and `--stack-dir` to apply it)."""
-    binaries = {part: find_binary(part) for part in BINARIES}
+    which is the one to edit with `wsmon thresholds --file` (and `--stack-dir` to apply it).
+    Every wsmon server in `ports` (wsmon, wsmon-2, ...) is started; with more than one, each
+    with `--broker` to the stack's Redis, which `ports` then names."""
+    names = [name for name in ports if name.startswith("wsmon")]
+    brokered = len(names) > 1
+    binaries = {
+        part: find_binary(part) for part in BINARIES if brokered or part not in BROKER_PARTS
+    }
     root = state.root.resolve()
     config, data = root / "config", root / "data"
     relay = smtp.from_environment(
@@ -225,7 +285,9 @@ def plan(
         "alertmanagerUrl": f"http://{HOST}:{ports['alertmanager']}",
         "deploy": {
             "host": HOST,
-            "ports": {key: ports[part] for part, key in PORT_KEYS.items()},
+            "ports": {key: ports[part] for part, key in PORT_KEYS.items() if part in ports},
+            # Prometheus scrapes every instance under job wsmon, the probe job each one too.
+            "wsmonPeerPorts": [ports[name] for name in names[1:]],
             "paths": {
                 "prometheus": binaries["prometheus"],
                 "prometheusConfig": str(root / stackrecord.PROMETHEUS_CONFIG),
@@ -245,6 +307,32 @@ def plan(
     wanted = ("prometheus/", "alertmanager/", "grafana/", "wsmon/")
     build.write({p: text for p, text in files.items() if p.startswith(wanted)}, config)
     wsmon = [sys.executable, "-m", "wsmon", *exec_start(files["systemd/wsmon.service"])[1:]]
+    # The bundle's wsmon.yaml listens on every address, as an installed server does; the stack
+    # stays on loopback (a flag outranks the file), and checks no tokens: its log says so every
+    # minute. More than one: each on its own port, all publishing to and hearing from Redis.
+    servers = [
+        Part(
+            name,
+            (
+                *(*wsmon, "--host", HOST, "--no-auth"),
+                *(("--port", str(ports[name]), "--broker", _redis_url(ports)) if brokered else ()),
+            ),
+            ports[name],
+            "/readyz",
+        )
+        for name in names
+    ]
+    redis: list[Part] = []
+    if brokered:
+        # Pub/sub only: nothing to keep, so nothing written (no snapshot, no append-only file);
+        # its working directory is in the state directory all the same.
+        (data / "redis").mkdir(parents=True, exist_ok=True)
+        argv = (
+            binaries["redis"],
+            *("--bind", HOST, "--port", str(ports["redis"])),
+            *("--save", "", "--appendonly", "no", "--dir", str(data / "redis")),
+        )
+        redis.append(Part("redis", argv, ports["redis"], None))
     parts = [
         Part(
             "smtp",
@@ -256,10 +344,8 @@ def plan(
             ports["smtp"],
             None,
         ),
-        # The bundle's wsmon.yaml listens on every address, as an installed server does; the
-        # stack stays on loopback (a flag outranks the file), and checks no tokens: its log
-        # says so every minute.
-        Part("wsmon", (*wsmon, "--host", HOST, "--no-auth"), ports["wsmon"], "/readyz"),
+        *redis,
+        *servers,
         Part(
             "alertmanager",
             tuple(exec_start(files["systemd/wsmon-alertmanager.service"])),
@@ -275,6 +361,10 @@ def plan(
     ]
     grafana = _grafana(state, ports["grafana"])
     return parts if grafana is None else [*parts, grafana]
+
+
+def _redis_url(ports: Mapping[str, int]) -> str:
+    return f"redis://{HOST}:{ports['redis']}/0"
 
 
 def running(state: State) -> list[Record]:
@@ -302,8 +392,8 @@ def start(
             continue
         if port_in_use(port):
             raise StackError(
-                f"port {port} ({TITLES[name]}) is in use on {HOST}: stop what listens there,"
-                f" or pick another with --{name}-port"
+                f"port {port} ({title(name)}) is in use on {HOST}: stop what listens there,"
+                f" or pick another with {port_option(name)}"
             )
     progress(f"rendering the bundle for {HOST} into {state.config}")
     parts = plan(state, ports, thresholds, thresholds_text)
@@ -339,8 +429,9 @@ def stop(state: State, progress: Callable[[str], None]) -> list[str]:
     stopped = []
     for record in reversed(state.read()):
         # wsmon drains its connections first (drain_seconds, 10 s by default).
-        if supervise.stop(record, timeout=20.0 if record.name == "wsmon" else 10.0):
-            progress(f"stopped {TITLES.get(record.name, record.name)} (pid {record.pid})")
+        draining = record.name.startswith("wsmon")
+        if supervise.stop(record, timeout=20.0 if draining else 10.0):
+            progress(f"stopped {title(record.name)} (pid {record.pid})")
             stopped.append(record.name)
     state.record.unlink(missing_ok=True)
     return stopped
@@ -348,18 +439,21 @@ def stop(state: State, progress: Callable[[str], None]) -> list[str]:
 
 def describe(parts: list[Part], state: State) -> Iterator[str]:
     """What a user reads once the stack is up: every URL, where the data and mails are."""
+    servers = [part.name for part in parts if part.name.startswith("wsmon")]
     notes: dict[str, str] = {
-        "wsmon": "clients on /ws; /metrics, /api/health, /runbooks",
         "alertmanager": "silences; `wsmon alerts list` reads it",
         "smtp": f"every alert mail is a file in {state.mail}/new",
         "grafana": "dashboards in the wsmon folder",
+        "redis": f"the broker: {', '.join(servers)} relay chat, rooms and broadcasts through it",
     }
     for part in parts:
         note = notes.get(part.name, "")
+        if part.name.startswith("wsmon"):
+            note = "clients on /ws; /metrics, /api/health, /runbooks"
         if part.name == "prometheus":
             retention = _flag(part.argv, "--storage.tsdb.retention.time")
             note = f"keeps {retention} of history in {state.data / 'prometheus'}"
-        yield f"  {part.title:<13} {part.url:<24} {note}".rstrip()
+        yield f"  {part.title:<13} {part.url:<26} {note}".rstrip()
     if not any(part.name == "grafana" for part in parts):
         yield (
             "  Grafana       not started: no grafana-server on the PATH (import"

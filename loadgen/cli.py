@@ -19,9 +19,11 @@ import click
 from .profiles import DEFAULT_MIX, PROFILE_NAMES, PROFILES, ProfileError, parse_mix, resolve_profile
 from .thresholds import (
     DEFAULT_THRESHOLDS,
+    DELIVERY_THRESHOLDS,
     EXAMPLES,
     Threshold,
     ThresholdError,
+    defaults_for,
     latency_budget_ms,
     merge,
     parse_threshold,
@@ -89,15 +91,18 @@ def _profiles_help() -> str:
     "--url",
     "urls",
     multiple=True,
-    help=f"Target WebSocket URL; repeat for several instances (connections go round-robin)."
-    f" [default: {DEFAULT_URL}]",
+    help="Target WebSocket URL; repeat for several instances (connections go round-robin, and"
+    " deliveries are verified per sender's instance -> recipient's instance, numbered in --url"
+    f" order from 0). [default: {DEFAULT_URL}]",
 )
 @click.option(
     "--mix",
     "mix_text",
     default=DEFAULT_MIX,
     show_default=True,
-    help="Message types and weights: echo, ping, chat, publish, notify, broadcast.",
+    help="Message types and weights: echo, ping, chat, publish, notify, broadcast. Every chat,"
+    " publish, notify and broadcast is numbered, and its delivery to each of the run's own"
+    " connections that must receive it is checked: in time, exactly once.",
 )
 @click.option(
     "--token-file",
@@ -114,7 +119,11 @@ def _profiles_help() -> str:
     multiple=True,
     metavar="EXPR",
     help="Pass/fail rule, repeatable; replaces the default on the same metric"
-    f" ({EXAMPLES}). Defaults: " + ", ".join(str(t) for t in DEFAULT_THRESHOLDS) + ".",
+    f" ({EXAMPLES}). Defaults: "
+    + ", ".join(str(t) for t in DEFAULT_THRESHOLDS)
+    + "; and, when the mix has chat, publish, notify or broadcast, "
+    + ", ".join(str(t) for t in DELIVERY_THRESHOLDS)
+    + ".",
 )
 @click.option(
     "--json",
@@ -146,7 +155,8 @@ def _profiles_help() -> str:
 @click.option(
     "--grace",
     type=click.FloatRange(min=0),
-    help="Seconds to wait for outstanding replies after the last send."
+    help="Seconds to wait for outstanding replies and expected deliveries after the last send;"
+    " later ones count as failed (timeout) or missing."
     " [default: 2x the latency threshold, 1-5 s]",
 )
 @click.option(
@@ -184,11 +194,13 @@ def loadtest(
       wsmon loadtest light
       wsmon loadtest heavy --url ws://10.0.0.5:8080/ws --threshold 'p99<150ms'
       wsmon loadtest custom --connections 300 --interval 0.3 --duration 60
+      wsmon loadtest medium --url ws://10.0.0.5:8080/ws --url ws://10.0.0.6:8080/ws
       wsmon loadtest medium --mix echo=1 --json out.json --no-report
     """
     # The run's modules (websockets, hdrhistogram) load only when a load test runs, so that
     # `wsmon serve` does not pay for them at start-up.
     from .client import RunPlan, TargetUnreachable
+    from .delivery import verified_types
     from .local_server import LocalServerError, address, serving_where_missing
     from .run import execute
 
@@ -202,7 +214,11 @@ def loadtest(
             ramp_up=ramp_up,
         )
         mix = parse_mix(mix_text)
-        thresholds = merge(DEFAULT_THRESHOLDS, [parse_threshold(t) for t in threshold_texts])
+        verified = verified_types(mix.types, token=token_file is not None)
+        thresholds = merge(
+            defaults_for(verified, resolved.connections),
+            [parse_threshold(t) for t in threshold_texts],
+        )
         for url in urls:
             address(url)
     except (ProfileError, ThresholdError, ValueError) as exc:

@@ -10,7 +10,9 @@ Accounting, which the report relies on:
 - a connection succeeds when its welcome frame arrives; every attempt counts;
 - every scheduled slot of an open connection is a message attempt; it ends as a reply, an error
   frame, a timeout (no reply by the end of the grace period), `lost` (the server closed the
-  connection first) or `not_sent` (scheduled after the server closed it). Nothing is dropped.
+  connection first) or `not_sent` (scheduled after the server closed it). Nothing is dropped;
+- every chat, publish, notify and broadcast carries a run-wide number, and the ledger
+  (delivery.py) knows which connections, on which instance, must receive it.
 
 Memory: about 30 KiB per connection (the websockets client, two tasks, the pending-id table).
 """
@@ -38,13 +40,13 @@ from websockets.exceptions import (
 
 from wsmon import __version__
 
+from .delivery import FAN_OUT_TYPES as FAN_OUT_TYPES
+from .delivery import GROUP_SIZE as GROUP_SIZE
+from .delivery import KINDS, Ledger, Recipient
 from .profiles import Mix, Profile
 from .stats import LOST, TIMEOUT, Recorder, TimelinePoint
 
-# Connections per chat room and per topic: each chat or publish reaches the other 9 members.
-GROUP_SIZE: Final = 10
 PAYLOAD: Final = "wsmon loadtest payload, 32 bytes"
-FAN_OUT_TYPES: Final = frozenset({"chat", "publish", "notify", "broadcast"})
 # Setup each message type needs before it can be sent (chat needs membership of the room, ...).
 SETUP: Final = {"chat": "join", "publish": "subscribe", "notify": "identify"}
 # After the last reply, deliveries relayed between workers may still be on their way.
@@ -151,9 +153,15 @@ async def _sleep_until(deadline: float) -> None:
         await asyncio.sleep(delay)
 
 
-def _frames(index: int, mix: Mix) -> tuple[list[tuple[str, bytes]], dict[str, bytes]]:
-    """Connection `index`'s setup frames, and per message type the frame up to its id, so a
-    message is `prefix + b"%d}" % id`: no JSON encoding per message.
+_MID = "@@mid@@"  # where the message number goes in a fan-out frame, until it is a %010d
+
+
+def _frames(
+    index: int, mix: Mix, mid_text: str
+) -> tuple[list[tuple[str, bytes]], dict[str, bytes]]:
+    """Connection `index`'s setup frames, and per message type a bytes template: a message is
+    `template % id`, or `template % (mid, id)` for a fan-out type, whose text or payload is
+    `mid_text` (`Ledger.template`, with its `%010d`): no JSON encoding per message.
     """
     group = index // GROUP_SIZE
     names = {
@@ -164,19 +172,26 @@ def _frames(index: int, mix: Mix) -> tuple[list[tuple[str, bytes]], dict[str, by
     bodies: dict[str, dict[str, Any]] = {
         "echo": {"payload": PAYLOAD},
         "ping": {},
-        "chat": {"room": names["room"], "text": PAYLOAD},
-        "publish": {"topic": names["topic"], "payload": PAYLOAD},
+        "chat": {"room": names["room"], "text": _MID},
+        "publish": {"topic": names["topic"], "payload": _MID},
         # A notification to the sender's own user: delivered back to it, on any worker.
-        "notify": {"user": names["user"], "payload": PAYLOAD},
-        "broadcast": {"payload": PAYLOAD},
+        "notify": {"user": names["user"], "payload": _MID},
+        "broadcast": {"payload": _MID},
     }
     setup_fields = {"join": "room", "subscribe": "topic", "identify": "user"}
     setup = []
     for setup_type in (SETUP[t] for t in mix.types if t in SETUP):
         field = setup_fields[setup_type]
         setup.append((setup_type, orjson.dumps({"type": setup_type, field: names[field]})))
-    prefixes = {t: orjson.dumps({"type": t, **bodies[t]})[:-1] + b',"id":' for t in mix.types}
-    return setup, prefixes
+    mid = mid_text.encode()
+    templates = {
+        t: orjson.dumps({"type": t, **bodies[t]})
+        .replace(b"%", b"%%")[:-1]
+        .replace(_MID.encode(), mid)
+        + b',"id":%d}'
+        for t in mix.types
+    }
+    return setup, templates
 
 
 class Session:
@@ -186,8 +201,12 @@ class Session:
         self.run = run
         self.ws = ws
         self.rng = rng
-        self.setup, self.prefixes = _frames(index, run.plan.mix)
+        self.setup, self.templates = _frames(index, run.plan.mix, run.recorder.ledger.template)
         self.pending: dict[int, float] = {}  # id -> time the latency counts from
+        # id -> (mid, per-instance recipients counted as expected), taken back if an error
+        # answers it
+        self.fan_out: dict[int, tuple[int, list[int]]] = {}
+        self.recipient = Recipient(index)
         self.closing = False  # we are closing: a close is not a drop
         self.dropped = False  # the server closed the connection during the run
 
@@ -217,11 +236,13 @@ class Session:
         if not self.dropped:
             self.dropped = True
             self.run.recorder.dropped[close_kind(exc)] += 1
+            self.run.recorder.ledger.gone(self.recipient)
 
     async def _send(self) -> None:
         plan, recorder, mix = self.run.plan, self.run.recorder, self.run.plan.mix
         interval, end, rng, pending = plan.profile.interval, self.run.end, self.rng, self.pending
-        send, prefixes = self.ws.send, self.prefixes
+        send, templates, fan_out = self.ws.send, self.templates, self.fan_out
+        ledger, recipient = recorder.ledger, self.recipient
         # A random phase per connection, so the sockets do not fire in lockstep.
         t0 = perf_counter() + rng.random() * interval
         k = 0
@@ -235,15 +256,26 @@ class Session:
             # Latency counts from the scheduled time; from the actual one if a timer fired early.
             pending[k] = min(scheduled, perf_counter())
             recorder.message_sent(message_type)
+            kind = KINDS.get(message_type)
+            if kind is None:
+                frame = templates[message_type] % k
+            else:
+                mid, added = ledger.sent(recipient, kind)
+                if added is not None:
+                    fan_out[k] = (mid, added)
+                frame = templates[message_type] % (mid, k)
             try:
-                await send(prefixes[message_type] + b"%d}" % k, text=True)
+                await send(frame, text=True)
             except ConnectionClosed as exc:
+                if (owed := fan_out.pop(k, None)) is not None:  # never reached the server
+                    ledger.refused(recipient.index, *owed)
                 self._drop(exc)
                 recorder.not_sent(math.ceil((end - scheduled) / interval) - 1)
                 return
 
     async def _receive(self) -> None:
         recorder, pending, recv = self.run.recorder, self.pending, self.ws.recv
+        ledger, recipient, fan_out = recorder.ledger, self.recipient, self.fan_out
         try:
             while True:
                 raw = await recv(decode=False)
@@ -257,13 +289,25 @@ class Session:
                     continue
                 if ref is not None and (sent_at := pending.pop(ref, None)) is not None:
                     recorder.reply(now - sent_at)
+                    if fan_out:
+                        fan_out.pop(ref, None)
+                    if not recipient.ready:
+                        ledger.ready(recipient)
                 elif message_type == "error":
                     code = str(message.get("code"))
                     recorder.error_frames[code] += 1
-                    if pending.pop(message.get("ref"), None) is not None:
+                    ref = message.get("ref")
+                    if pending.pop(ref, None) is not None:
                         recorder.failed(f"error:{code}")
+                        # Refused (or failed, possibly in part): no delivery of it is owed.
+                        if (owed := fan_out.pop(ref, None)) is not None:
+                            ledger.refused(recipient.index, *owed)
+                    elif ref is None:
+                        # A set-up frame was refused: which rooms it is in is not known.
+                        recipient.refused = True
                 else:
                     recorder.deliveries[str(message_type)] += 1
+                    ledger.delivered(recipient, str(message_type), message)
         except ConnectionClosed as exc:
             if not self.closing:
                 self._drop(exc)
@@ -284,6 +328,7 @@ class Run:
     ) -> None:
         self.plan = plan
         self.recorder = recorder
+        recorder.ledger = Ledger(len(plan.urls), verify_notify=plan.token is None)
         self.on_tick = on_tick
         self.start = 0.0
         self.end = 0.0
@@ -321,9 +366,12 @@ class Run:
     async def _close_when_answered(self) -> None:
         await _sleep_until(self.end)
         deadline = self.end + self.plan.grace
+        ledger = self.recorder.ledger
         # Polling a few times a second for a few seconds costs less than an event check on every
-        # reply of the run.
-        while self.recorder.in_flight > 0 and perf_counter() < deadline:  # noqa: ASYNC110
+        # reply and delivery of the run.
+        while (  # noqa: ASYNC110
+            self.recorder.in_flight > 0 or ledger.outstanding > 0
+        ) and perf_counter() < deadline:
             await asyncio.sleep(0.05)
         if FAN_OUT_TYPES.intersection(self.plan.mix.types):
             await asyncio.sleep(DELIVERY_SETTLE_SECONDS)

@@ -19,9 +19,11 @@ from .report import (
     Report,
     error_kinds,
     format_counts,
+    format_delivery,
     format_ms,
     format_observed,
     format_pct,
+    targets,
 )
 from .stats import TimelinePoint
 from .thresholds import MILLISECONDS
@@ -325,6 +327,7 @@ def render_html(report: Report) -> str:
             f" · planned {r.planned_per_s:,.1f} msg/s",
         ),
         ("deliveries", format_counts(m.deliveries)),
+        ("delivery success", format_delivery(report.delivery)),
         ("errors", format_counts(error_kinds(report))),
         (
             "load generator CPU",
@@ -335,6 +338,27 @@ def render_html(report: Report) -> str:
         f'<tr><td class="{"pass" if t.passed else "fail"}">{"PASS" if t.passed else "FAIL"}</td>'
         f"<td><code>{escape(t.threshold)}</code></td><td>{escape(format_observed(t))}</td></tr>"
         for t in report.thresholds
+    )
+    pairs = "".join(
+        f'<tr data-sender="{escape(p.sender)}" data-recipient="{escape(p.recipient)}"'
+        f' data-expected="{p.expected}" data-received="{p.received}"'
+        f' data-duplicates="{p.duplicates}"'
+        f' class="{"pass" if p.missing == 0 and p.duplicates == 0 else "fail"}">'
+        f"<td>{escape(p.sender)} → {escape(p.recipient)}</td><td>{p.expected:,}</td>"
+        f"<td>{p.received:,}</td><td>{p.missing:,}</td><td>{p.duplicates:,}</td>"
+        f"<td>{escape(format_pct(p.success_pct))}</td></tr>"
+        for p in report.delivery.pairs
+    )
+    by_instance = (
+        [
+            "<h2>Deliveries by instance</h2>",
+            "<p class=\"muted\">sender's instance → recipient's instance; instances:"
+            f" {escape(targets(report.urls))}</p>",
+            '<table id="delivery-pairs"><tr><th>instances</th><th>expected</th><th>received</th>'
+            f"<th>missing</th><th>duplicates</th><th>success</th></tr>{pairs}</table>",
+        ]
+        if pairs
+        else []
     )
     run = [
         ("target", ", ".join(report.urls)),
@@ -358,6 +382,7 @@ def render_html(report: Report) -> str:
             f"{escape(verdict)}</div>",
             f'<table id="summary">{_rows(summary)}</table>',
             f'<h2>Thresholds</h2><table id="thresholds">{thresholds}</table>',
+            *by_instance,
             *charts(report),
             f'<h2>Run</h2><table id="run">{_rows(run)}</table>',
             "</body></html>",

@@ -17,8 +17,16 @@ import orjson
 
 from .client import RunPlan, RunTimes
 from .cpu import CpuUsage
+from .delivery import Ledger, instance_label, verified_types
 from .stats import Latencies, Recorder, TimelinePoint
-from .thresholds import MILLISECONDS, PERCENT, Threshold, evaluate, percentile_of
+from .thresholds import (
+    COUNT_METRICS,
+    MILLISECONDS,
+    PERCENT,
+    Threshold,
+    evaluate,
+    percentile_of,
+)
 
 # Bucket edges of the latency distribution (1-2-5 steps); the last bucket holds everything above.
 DISTRIBUTION_EDGES_MS: Final = (
@@ -63,6 +71,34 @@ class MessageSummary:
     error_frames: dict[str, int]  # every error frame received, by code
     setup_frames: dict[str, int]  # join / subscribe / identify sent at connection start
     deliveries: dict[str, int]  # frames other clients' messages produced, by type
+
+
+@dataclass(frozen=True)
+class DeliveryPair:
+    """Deliveries of messages sent through one URL to connections on another (or the same)."""
+
+    sender: str  # the instance the message was sent through: the index of its --url
+    recipient: str  # the instance the recipient is connected to
+    expected: int
+    received: int
+    missing: int
+    duplicates: int
+    success_pct: float | None
+
+
+@dataclass(frozen=True)
+class DeliverySummary:
+    """The verification of chat, publish, notify and broadcast deliveries (delivery.py)."""
+
+    verified_types: list[str]  # the mix's types whose deliveries are verified
+    expected: int  # deliveries owed to the generator's own connections
+    received: int  # of those, received in time (before the connections closed)
+    missing: int  # expected - received: late or never
+    duplicates: int  # a message received again by the same connection (or out of order)
+    unexpected: int  # reached a connection that is not one of its recipients
+    unverified: int  # not the generator's, or sent before its recipient was ready
+    success_pct: float | None  # received / expected
+    pairs: list[DeliveryPair]  # sender instance -> recipient instance, with several URLs
 
 
 @dataclass(frozen=True)
@@ -130,6 +166,7 @@ class Report:
     probes: int  # handshakes made before the run to check the target answers (not counted)
     connection: ConnectionSummary
     messages: MessageSummary
+    delivery: DeliverySummary
     latency: LatencySummary
     rate: RateSummary
     workers: WorkerSummary
@@ -149,6 +186,32 @@ def _percent(part: int, whole: int) -> float | None:
 def _sorted(counter: Counter[str]) -> dict[str, int]:
     """Non-zero counts, largest first: the order a reader scans errors in."""
     return {key: n for key, n in counter.most_common() if n}
+
+
+def _delivery_summary(ledger: Ledger, types: list[str]) -> DeliverySummary:
+    pairs = [
+        DeliveryPair(
+            sender=instance_label(a),
+            recipient=instance_label(b),
+            expected=expected,
+            received=received,
+            missing=expected - received,
+            duplicates=duplicates,
+            success_pct=_percent(received, expected),
+        )
+        for a, b, expected, received, duplicates in ledger.pairs()
+    ]
+    return DeliverySummary(
+        verified_types=types,
+        expected=ledger.expected_total,
+        received=ledger.received_total,
+        missing=ledger.outstanding,
+        duplicates=ledger.duplicates_total,
+        unexpected=ledger.unexpected,
+        unverified=ledger.unverified,
+        success_pct=_percent(ledger.received_total, ledger.expected_total),
+        pairs=pairs if ledger.instances > 1 else [],
+    )
 
 
 def _latency_summary(latencies: Latencies) -> LatencySummary:
@@ -199,6 +262,9 @@ def build(
         setup_frames=dict(sorted(recorder.setup_frames.items())),
         deliveries=dict(sorted(recorder.deliveries.items())),
     )
+    delivery = _delivery_summary(
+        recorder.ledger, verified_types(plan.mix.types, token=plan.token is not None)
+    )
     window = times.sending_ended
     rate = RateSummary(
         planned_per_s=profile.planned_rate,
@@ -217,6 +283,9 @@ def build(
         fixed: dict[str, float | None] = {
             "connection_success": connection.success_pct,
             "message_success": messages.success_pct,
+            "delivery_success": delivery.success_pct,
+            # Nothing to count when no delivery is verified: such a rule fails, as any does.
+            "delivery_duplicates": delivery.duplicates if delivery.verified_types else None,
             "worker_spread": workers.spread,
         }
         if metric in fixed:
@@ -255,6 +324,7 @@ def build(
         probes=len(plan.urls),
         connection=connection,
         messages=messages,
+        delivery=delivery,
         latency=_latency_summary(latencies),
         rate=rate,
         workers=workers,
@@ -294,7 +364,40 @@ def format_observed(result: ThresholdResult) -> str:
         return format_ms(result.observed)
     if result.unit == PERCENT:
         return format_pct(result.observed)
-    return "n/a" if result.observed is None else f"{result.observed:.2f}"
+    if result.observed is None:
+        return "n/a"
+    return f"{result.observed:,.0f}" if result.metric in COUNT_METRICS else f"{result.observed:.2f}"
+
+
+def format_delivery(d: DeliverySummary) -> str:
+    """`12,345 of 12,345 expected arrived   100.00 %   duplicates 0` (and what else to know)."""
+    if not d.verified_types:
+        return "not verified (no chat, publish, notify or broadcast in the mix)"
+    line = (
+        f"{d.received:,} of {d.expected:,} expected arrived   {format_pct(d.success_pct)}"
+        f"   missing {d.missing:,}   duplicates {d.duplicates:,}"
+    )
+    if d.unexpected:
+        line += f"   to a connection not a recipient {d.unexpected:,}"
+    return line
+
+
+def format_pair(pair: DeliveryPair) -> str:
+    """`0→1 99.80 % (3 missing, 1 duplicate)`."""
+    notes = []
+    if pair.missing:
+        notes.append(f"{pair.missing:,} missing")
+    if pair.duplicates:
+        notes.append(f"{pair.duplicates:,} duplicate{'s' if pair.duplicates > 1 else ''}")
+    note = f" ({', '.join(notes)})" if notes else ""
+    return f"{pair.sender}→{pair.recipient} {format_pct(pair.success_pct)}{note}"
+
+
+def targets(urls: Sequence[str]) -> str:
+    """The URLs, each after its instance's name in the delivery breakdown when there are several."""
+    if len(urls) == 1:
+        return urls[0]
+    return ", ".join(f"{instance_label(i)} {url}" for i, url in enumerate(urls))
 
 
 def format_counts(counts: Mapping[str, int]) -> str:
@@ -330,7 +433,7 @@ def render_text(report: Report) -> str:
         f"wsmon loadtest {report.profile}: {report.connections:,} connections, one message every"
         f" {report.interval_s:g} s each, {report.duration_s:g} s after a {report.ramp_up_s:g} s"
         f" ramp-up",
-        f"  target       {', '.join(report.urls)}",
+        f"  target       {targets(report.urls)}",
         f"  mix          {report.mix}  (seed {report.seed})",
         f"  connections  {c.succeeded:,} of {c.attempted:,} succeeded"
         f"   {format_pct(c.success_pct)}",
@@ -341,6 +444,12 @@ def render_text(report: Report) -> str:
         f"  rate         offered {r.offered_per_s:,.1f} msg/s   achieved {r.achieved_per_s:,.1f}"
         f" msg/s   (planned {r.planned_per_s:,.1f} msg/s with all connections open)",
         f"  deliveries   {format_counts(m.deliveries)}",
+        f"  verified     {format_delivery(report.delivery)}",
+        *(
+            ["  by instance  " + "   ".join(format_pair(p) for p in report.delivery.pairs)]
+            if report.delivery.pairs
+            else []
+        ),
         "  workers      "
         + (
             " · ".join(f"{key} {n:,}" for key, n in w.connections.items())

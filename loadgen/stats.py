@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
+from .delivery import Ledger
+
 LOWEST_US = 1
 HIGHEST_US = 60_000_000
 SIGNIFICANT_DIGITS = 3
@@ -102,6 +104,7 @@ class Recorder:
         self.failures: Counter[str] = Counter()  # measured messages without a reply, by kind
         self.error_frames: Counter[str] = Counter()  # every error frame, by code
         self.deliveries: Counter[str] = Counter()  # frames from other clients, by type
+        self.ledger = Ledger()  # who must receive what, and who did (Run sets the instances)
         self.in_flight = 0
         self.timeline: list[TimelinePoint] = []
         self._window: list[int] = []  # latencies (µs) since the last tick

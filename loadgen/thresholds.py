@@ -2,14 +2,21 @@
 
 Pure functions of their inputs. Metrics and their units:
 
-- `connection_success`, `message_success`: a percentage, written with `%` (`>95%`).
+- `connection_success`, `message_success`, `delivery_success`: a percentage, written with `%`
+  (`>95%`).
 - latency statistics `avg`, `min`, `med`, `max`, `pN` (`p50`, `p99`, `p99.9`, or k6's `p(99)`):
   a duration in `us`, `ms` (the default when no unit is given) or `s`.
 - `worker_spread`: connections on the busiest worker divided by those on the idlest, a plain number.
+- `delivery_duplicates`: deliveries a connection received a second time, a plain count.
 
 The guide's healthy system is connection success > 95 %, message success > 98 % and latency
 < 200 ms. "Latency" is read as the 99th percentile: an average or a median hides the slowest
 1 in 100 replies, which is where a stalled worker or a queue shows first.
+
+A mix that fans out (chat, publish, notify, broadcast) adds `delivery_success>98%` and
+`delivery_duplicates<1`: the same bar for a delivery as for a reply, and exactly once. A healthy
+server, one or several behind a broker, meets both always: the load generator only expects a
+delivery that the protocol owes (delivery.py), and waits for it as long as for a reply.
 """
 
 from __future__ import annotations
@@ -25,9 +32,10 @@ PERCENT: Final = "%"
 MILLISECONDS: Final = "ms"
 RATIO: Final = ""
 
-RATE_METRICS: Final = ("connection_success", "message_success")
+RATE_METRICS: Final = ("connection_success", "message_success", "delivery_success")
 LATENCY_METRICS: Final = ("avg", "min", "max")  # plus any pN
-RATIO_METRICS: Final = ("worker_spread",)
+RATIO_METRICS: Final = ("worker_spread", "delivery_duplicates")
+COUNT_METRICS: Final = ("delivery_duplicates",)  # plain numbers shown as whole counts
 _ALIASES: Final = {"med": "p50"}
 
 _SYNTAX = re.compile(
@@ -39,7 +47,10 @@ _SYNTAX = re.compile(
 )
 _PERCENTILE = re.compile(r"^p\(?\s*([0-9]+(?:\.[0-9]+)?)\s*\)?$")
 _TO_MS: Final = {"us": 0.001, "µs": 0.001, "ms": 1.0, "s": 1000.0, "": 1.0}
-EXAMPLES: Final = "e.g. 'p99<200ms', 'avg<=50ms', 'message_success>98%', 'worker_spread<1.5'"
+EXAMPLES: Final = (
+    "e.g. 'p99<200ms', 'avg<=50ms', 'message_success>98%', 'delivery_success>99.9%',"
+    " 'worker_spread<1.5'"
+)
 
 
 class ThresholdError(ValueError):
@@ -102,7 +113,8 @@ def parse_threshold(text: str) -> Threshold:
         return Threshold(metric, match["op"], value, PERCENT)
     if metric in RATIO_METRICS:
         if unit:
-            raise ThresholdError(f"{text!r}: {metric} is a plain ratio, without a unit")
+            what = "count" if metric in COUNT_METRICS else "ratio"
+            raise ThresholdError(f"{text!r}: {metric} is a plain {what}, without a unit")
         return Threshold(metric, match["op"], value, RATIO)
     if unit not in _TO_MS:
         raise ThresholdError(f"{text!r}: latency units are us, ms or s, got {unit!r}")
@@ -112,6 +124,20 @@ def parse_threshold(text: str) -> Threshold:
 DEFAULT_THRESHOLDS: Final = tuple(
     parse_threshold(text) for text in ("connection_success>95%", "message_success>98%", "p99<200ms")
 )
+# Added when the mix has a type whose deliveries the load generator verifies.
+DELIVERY_THRESHOLDS: Final = tuple(
+    parse_threshold(text) for text in ("delivery_success>98%", "delivery_duplicates<1")
+)
+
+
+def defaults_for(verified_types: Iterable[str], connections: int = 2) -> tuple[Threshold, ...]:
+    """The default thresholds of a run of `connections` whose deliveries of `verified_types` are
+    verified: the delivery ones only when some delivery can be expected (a lone connection gets
+    its own notify back, but no other member's chat, publish or broadcast).
+    """
+    types = set(verified_types)
+    expectable = "notify" in types or (connections > 1 and bool(types))
+    return DEFAULT_THRESHOLDS + (DELIVERY_THRESHOLDS if expectable else ())
 
 
 def merge(defaults: Iterable[Threshold], given: Iterable[Threshold]) -> list[Threshold]:

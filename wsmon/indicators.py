@@ -161,5 +161,34 @@ INDICATORS: Final = (
         1.0,
         "1 when Prometheus's last scrape of the instance failed, as up == 0",
     ),
+    # The broker between instances (`broker`): an instance without one exports none of its
+    # series, so these three record nothing and no alert on them can fire there.
+    Indicator(
+        "broker_down",
+        "Broker down",
+        BOOLEAN,
+        0.0,
+        1.0,
+        "1 while the instance is not both publishing to and subscribed on its broker, as"
+        " wsmon_broker_up == 0: deliveries to and from the other instances are lost",
+    ),
+    Indicator(
+        "broker_loss_ratio",
+        "Broker deliveries lost",
+        RATIO,
+        0.0,
+        1.0,
+        "deliveries for the other instances not published, for an unreachable broker, an"
+        " unconfirmed publish or more than 10,000 waiting / all deliveries for them",
+    ),
+    Indicator(
+        "broker_delay",
+        "p99 broker delay",
+        SECONDS,
+        0.0,
+        _LONGEST,
+        "99th percentile of the broker's round trip: an instance's own delivery published to"
+        " received back, on its own clock",
+    ),
 )
 BY_KEY: Final = {indicator.key: indicator for indicator in INDICATORS}

@@ -74,7 +74,9 @@ def _cell(value: object) -> str:
 @click.option(
     "--only",
     multiple=True,
-    type=click.Choice(["echo", "latency", "memory", "many", "broadcast", "workers", "loadgen"]),
+    type=click.Choice(
+        ["echo", "latency", "memory", "many", "broadcast", "workers", "loadgen", "broker"]
+    ),
     help="Run only these sections (repeatable).",
 )
 @click.option(
@@ -124,6 +126,12 @@ def main(quick: bool, only: tuple[str, ...], out: Path) -> None:
                     connections=100 if quick else 500, interval=1.0, seconds=3 if quick else 30
                 )
             ],
+        ),
+        (
+            "broker",
+            lambda: sections.broker_delivery(
+                rounds=1 if quick else 3, seconds=2 if quick else 6, rate=100 if quick else 200
+            ),
         ),
     ]
     started = time.monotonic()

@@ -4,12 +4,14 @@
     python -P -m wsmon.loadgen.bench.clients open URL --connections 5000 --rate 1 --duration 10
     python -P -m wsmon.loadgen.bench.clients hold URL --connections 5000
     python -P -m wsmon.loadgen.bench.clients listen URL --connections 5000
+    python -P -m wsmon.loadgen.bench.clients rooms A --other B --connections 20 --rate 10 --cross
 
 Each prints one JSON object on stdout when it is done (`hold` and `listen` first print a line
-when every connection is open, then wait for SIGTERM). They use aiohttp's client, the lightest at
-hand (`listen`: plain sockets), so the client leaves as much of the two cores as possible to the
-server; the same client measures every server. Times are `time.perf_counter()`: CLOCK_MONOTONIC,
-comparable across processes on one host (uvloop's `loop.time()` has only millisecond resolution).
+when every connection is open, then wait for SIGTERM; `rooms` prints one when it is ready, then
+waits for SIGUSR1 to start chatting). They use aiohttp's client, the lightest at hand (`listen`:
+plain sockets), so the client leaves as much of the two cores as possible to the server; the same
+client measures every server. Times are `time.perf_counter()`: CLOCK_MONOTONIC, comparable across
+processes on one host (uvloop's `loop.time()` has only millisecond resolution).
 """
 
 from __future__ import annotations
@@ -293,6 +295,181 @@ def listen(url: str, connections: int) -> None:
     )
 
 
+CHAT_TEXT = "the quick brown fox jumps over the lazy dog"
+SAME_WORKER, OTHER_WORKER, CROSS = "same worker", "other worker", "other instance"
+
+
+async def connect_noting(client: aiohttp.ClientSession, url: str) -> tuple[Any, int]:
+    """One wsmon connection and the worker its welcome names."""
+    ws = await client.ws_connect(url, compress=0, autoping=True, max_msg_size=0)
+    welcome = orjson.loads((await ws.receive(timeout=WELCOME_TIMEOUT)).data)
+    return ws, welcome["worker"]
+
+
+async def connect_many(
+    client: aiohttp.ClientSession, url: str, count: int
+) -> list[tuple[Any, int]]:
+    opened: list[tuple[Any, int]] = []
+    for first in range(0, count, 200):
+        opened += await asyncio.gather(
+            *(connect_noting(client, url) for _ in range(min(200, count - first)))
+        )
+    return opened
+
+
+def dealt(opened: list[tuple[Any, int]], rooms: int, members: int) -> list[list[tuple[Any, int]]]:
+    """`members` connections for each room, taken from the workers in turn, so that a room's
+    members sit on different workers where there are enough of them."""
+    by_worker: dict[int, list[tuple[Any, int]]] = {}
+    for item in opened:
+        by_worker.setdefault(item[1], []).append(item)
+    queues = [by_worker[worker] for worker in sorted(by_worker)]
+    ordered: list[tuple[Any, int]] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.pop(0))
+    return [ordered[room * members : (room + 1) * members] for room in range(rooms)]
+
+
+async def join(ws: Any, room: str) -> None:
+    await ws.send_str(orjson.dumps({"type": "join", "id": "join", "room": room}).decode())
+    while True:
+        reply = orjson.loads((await ws.receive(timeout=WELCOME_TIMEOUT)).data)
+        if reply.get("type") == "ack":
+            return
+        if reply.get("type") == "error":
+            raise RuntimeError(f"join {room}: {reply}")
+
+
+async def rooms(
+    url: str,
+    other: str,
+    count: int,
+    members: int,
+    rate: float,
+    duration: float,
+    seed: int,
+    cross: bool,
+) -> None:
+    """Chat rooms with members on two wsmon instances: `count` rooms, each with one sender and
+    `members` members on `url` (instance A) and `members` members on `other` (instance B).
+
+    Every sender chats `rate` times a second on a fixed schedule once the client is told to go
+    (SIGUSR1, after the ready line), with the time of sending (perf_counter) in the message; each
+    member's arrival is one latency sample on the same clock, classed by path: on the sender's
+    worker, on A's other worker (through A's supervisor), or on B (through A's supervisor, the
+    broker and B's supervisor; expected only with `cross`). The result line comes once every
+    expected delivery has arrived (or GRACE_SECONDS after the last send), before the connections
+    close."""
+    go = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, go.set)
+    latencies = {path: histogram() for path in (SAME_WORKER, OTHER_WORKER, CROSS)}
+    arrived = {path: 0 for path in latencies}
+    counts = {"sent": 0, "acked": 0, "expected": 0, "received": 0, "unexpected": 0}
+    everything = asyncio.Event()
+    sending = [True]
+    rng = random.Random(seed)
+    names = [f"bench-room-{number}" for number in range(count)]
+    async with session() as client:
+        senders = await connect_many(client, url, count)
+        on_a = dealt(await connect_many(client, url, count * members), count, members)
+        on_b = dealt(await connect_many(client, other, count * members), count, members)
+        joins = [join(ws, names[room]) for room, (ws, _) in enumerate(senders)]
+        for room in range(count):
+            joins += [join(ws, names[room]) for ws, _ in on_a[room] + on_b[room]]
+        await asyncio.gather(*joins)
+        quiet_collector()
+
+        def check_done() -> None:
+            if not sending[0] and counts["received"] >= counts["expected"]:
+                everything.set()
+
+        async def member(ws: Any, path: str) -> None:
+            async for msg in ws:
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                now = perf_counter()
+                obj = orjson.loads(msg.data)
+                if obj.get("type") != "chat":
+                    continue
+                kind = path
+                if kind == CROSS and not cross:
+                    counts["unexpected"] += 1
+                    continue
+                latencies[kind].record_value(max(1, int((now - obj["t"]) * 1e6)))
+                arrived[kind] += 1
+                counts["received"] += 1
+                check_done()
+
+        async def acks(ws: Any) -> None:
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.TEXT and '"ack"' in msg.data:
+                    counts["acked"] += 1
+
+        readers = [asyncio.create_task(acks(ws)) for ws, _ in senders]
+        for room in range(count):
+            for ws, worker in on_a[room]:
+                path = SAME_WORKER if worker == senders[room][1] else OTHER_WORKER
+                readers.append(asyncio.create_task(member(ws, path)))
+            readers += [asyncio.create_task(member(ws, CROSS)) for ws, _ in on_b[room]]
+        workers = {
+            "senders": [worker for _, worker in senders],
+            "a": [worker for group in on_a for _, worker in group],
+            "b": [worker for group in on_b for _, worker in group],
+        }
+        emit({"ready": count * (1 + 2 * members), "workers": workers})
+        await go.wait()
+        interval = 1.0 / rate
+        begin = perf_counter() + 0.05
+        stop_at = begin + duration
+        per_message = members + (members if cross else 0)
+
+        async def chat(room: int) -> None:
+            ws = senders[room][0]
+            due, sequence = begin + rng.random() * interval, 0
+            while due < stop_at:
+                delay = due - perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                counts["expected"] += per_message
+                message = {
+                    "type": "chat",
+                    "id": sequence,
+                    "room": names[room],
+                    "text": CHAT_TEXT,
+                    "n": sequence,
+                    "t": perf_counter(),
+                }
+                await ws.send_str(orjson.dumps(message).decode())
+                counts["sent"] += 1
+                sequence += 1
+                due += interval
+
+        started = perf_counter()
+        await asyncio.gather(*(chat(room) for room in range(count)))
+        elapsed = perf_counter() - started
+        sending[0] = False
+        check_done()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(everything.wait(), GRACE_SECONDS)
+        emit(
+            {
+                **counts,
+                "seconds": elapsed,
+                "arrived": arrived,
+                "histograms": {path: h.encode().decode() for path, h in latencies.items()},
+                "workers": workers,
+            }
+        )
+        for reader in readers:
+            reader.cancel()
+        everyone = [ws for ws, _ in senders] + [
+            ws for groups in (on_a, on_b) for group in groups for ws, _ in group
+        ]
+        await asyncio.gather(*(ws.close() for ws in everyone), return_exceptions=True)
+
+
 def _frames(buffer: bytearray) -> list[bytes]:
     """Take the complete (unmasked, server-to-client) frames' payloads off the buffer's front."""
     payloads = []
@@ -313,19 +490,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("pingpong", "open", "hold", "listen"))
+    parser.add_argument("mode", choices=("pingpong", "open", "hold", "listen", "rooms"))
     parser.add_argument("url")
     parser.add_argument("--connections", type=int, required=True)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--rate", type=float, default=1.0, help="messages/s per connection")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--wsmon", action="store_true", help="expect a welcome frame first")
+    parser.add_argument("--other", help="rooms: the second instance's URL")
+    parser.add_argument("--members", type=int, default=2, help="rooms: members per instance")
+    parser.add_argument("--cross", action="store_true", help="rooms: the instances share a broker")
     args = parser.parse_args()
     if args.mode == "pingpong":
         uvloop.run(pingpong(args.url, args.connections, args.duration, args.wsmon))
     elif args.mode == "open":
         uvloop.run(
             open_model(args.url, args.connections, args.rate, args.duration, args.seed, args.wsmon)
+        )
+    elif args.mode == "rooms":
+        uvloop.run(
+            rooms(
+                args.url,
+                args.other or args.url,
+                args.connections,
+                args.members,
+                args.rate,
+                args.duration,
+                args.seed,
+                args.cross,
+            )
         )
     elif args.mode == "hold":
         uvloop.run(hold(args.url, args.connections, args.wsmon))

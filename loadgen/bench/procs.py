@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
@@ -179,3 +181,39 @@ def fd_count(pids: list[int]) -> int:
         with contextlib.suppress(OSError):
             total += len(os.listdir(f"/proc/{pid}/fd"))
     return total
+
+
+def start_redis() -> Server:
+    """Debian's redis-server on 127.0.0.1 and a free port, persisting nothing: the broker between
+    wsmon instances (`--broker`). Its one process is what `processes` and `cpu()` count."""
+    port = free_port()
+    command = [
+        shutil.which("redis-server") or "/usr/bin/redis-server",
+        *("--bind", "127.0.0.1", "--port", str(port)),
+        *("--save", "", "--appendonly", "no", "--loglevel", "warning"),
+    ]
+    launched = [subprocess.Popen(command, stdout=subprocess.DEVNULL)]
+    _wait_for_port(port, launched, 15)
+    return Server("redis-server", f"redis://127.0.0.1:{port}/0", launched)
+
+
+def redis_info(url: str, section: str) -> dict[str, str]:
+    """`INFO section` of the Redis at `url` (redis://host:port/...), as its `key:value` lines."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 5) as conn:
+        conn.sendall(f"INFO {section}\r\n".encode())
+        reply = b""
+        while b"\r\n" not in reply:
+            reply += conn.recv(65536)
+        head, _, body = reply.partition(b"\r\n")
+        if not head.startswith(b"$"):
+            raise RuntimeError(f"redis INFO {section}: unexpected answer {head[:80]!r}")
+        length = int(head[1:])
+        while len(body) < length:
+            body += conn.recv(65536)
+    info: dict[str, str] = {}
+    for line in body[:length].decode().splitlines():
+        key, colon, value = line.partition(":")
+        if colon and not key.startswith("#"):
+            info[key] = value
+    return info

@@ -8,6 +8,8 @@ is reported, so that drift of the machine cancels out.
 from __future__ import annotations
 
 import contextlib
+import secrets
+import signal
 import socket
 import statistics
 import subprocess
@@ -25,7 +27,16 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from websockets.sync.client import connect
 
 from ..stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
-from .procs import Server, cpu_seconds, running, start_baseline, start_wsmon
+from .procs import (
+    Server,
+    cpu_seconds,
+    redis_info,
+    running,
+    start_baseline,
+    start_redis,
+    start_wsmon,
+    tree,
+)
 
 Figures = dict[str, Any]
 STOP_SECONDS = 10.0  # a client asked to stop (SIGTERM) gets this long before SIGKILL
@@ -616,3 +627,287 @@ def loadgen_cost(connections: int, interval: float, seconds: float) -> Section:
     )
     section.target("load generator, % of one core", cpu["percent_of_core"], 50, unit=" %")
     return section
+
+
+# 9 --------------------------------------------------------------------------------------------
+
+# The client's classes of delivery (clients.rooms), in the order the report shows them.
+PATHS = (
+    ("same worker", "A to A, the sender's worker"),
+    ("other worker", "A to A, the other worker (through A's supervisor)"),
+    ("other instance", "A to B (A's supervisor, Redis, B's supervisor)"),
+)
+
+
+def supervisor_and_workers(server: Server) -> tuple[float, float]:
+    """CPU seconds of wsmon's supervisor (the launched process) and of its workers, apart."""
+    supervisor = server.launched[0].pid
+    return cpu_seconds([supervisor]), cpu_seconds([p for p in tree(supervisor) if p != supervisor])
+
+
+def wait_for_broker(server: Server, timeout: float = 20) -> None:
+    """Until the instance's /metrics says wsmon_broker_up 1 (both its Redis connections work)."""
+    url = server.url.replace("ws://", "http://").replace("/ws", "/metrics")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            if "\nwsmon_broker_up 1" in response.read().decode():
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{server.url}: wsmon_broker_up not 1 within {timeout:.0f} s")
+
+
+@dataclass
+class BrokerRun:
+    """One run of the rooms client: what it reported, the CPU seconds each part spent while the
+    senders chatted (from the go signal to the client's result line), Redis's counters over the
+    same time, and each part's CPU while idle."""
+
+    figures: Figures
+    cpu: dict[str, float]
+    redis: dict[str, float]
+    idle: dict[str, float]  # CPU seconds a second with the connections open and nothing sent
+
+
+INSTANCES = ("A", "B", "C")
+PARTS = (*(f"{name} {part}" for name in INSTANCES for part in ("supervisor", "workers")), "redis")
+
+
+def parts_cpu(instances: Sequence[Server], redis: Server) -> dict[str, float]:
+    """CPU seconds so far of each instance's supervisor and workers, and of redis-server."""
+    spent: dict[str, float] = {}
+    for name, server in zip(INSTANCES, instances, strict=True):
+        spent[f"{name} supervisor"], spent[f"{name} workers"] = supervisor_and_workers(server)
+    spent["redis"] = redis.cpu()
+    return spent
+
+
+def redis_counters(redis: Server) -> dict[str, float]:
+    """Redis's own counts: bytes through its sockets (INFO stats) and PUBLISH calls and the
+    microseconds spent inside them (INFO commandstats)."""
+    stats, commands = redis_info(redis.url, "stats"), redis_info(redis.url, "commandstats")
+    publish = dict(
+        item.split("=", 1) for item in commands.get("cmdstat_publish", "calls=0,usec=0").split(",")
+    )
+    return {
+        "bytes in": float(stats["total_net_input_bytes"]),
+        "bytes out": float(stats["total_net_output_bytes"]),
+        "publish calls": float(publish["calls"]),
+        "publish usec": float(publish["usec"]),
+    }
+
+
+def chat_run(
+    instances: Sequence[Server],
+    redis: Server,
+    rooms: int,
+    members: int,
+    rate: float,
+    seconds: float,
+    cross: bool,
+    idle_seconds: float = 2.0,
+) -> BrokerRun:
+    """One rooms client against A and B: `idle_seconds` with every connection open and nothing
+    sent (each process's idle CPU), then the chatting, its CPU counted from the go signal to the
+    client's result line (sent once every delivery arrived, before the connections close).
+    `instances` are A (the senders and members), B (members) and C (nobody)."""
+    a, b = instances[0], instances[1]
+    args = ["--other", b.url, "--members", str(members), "--rate", str(rate / rooms)]
+    args += ["--duration", str(seconds), *(["--cross"] if cross else [])]
+    proc = client("rooms", a, rooms, *args)
+    try:
+        assert proc.stdout is not None
+        if not proc.stdout.readline():
+            raise RuntimeError(f"benchmark client (rooms) exited with code {proc.wait()}")
+        idle_before, idle_started = parts_cpu(instances, redis), time.perf_counter()
+        time.sleep(idle_seconds)
+        cpu_before, redis_before = parts_cpu(instances, redis), redis_counters(redis)
+        idle_took = time.perf_counter() - idle_started
+        proc.send_signal(signal.SIGUSR1)
+        line = proc.stdout.readline()
+        cpu_after, redis_after = parts_cpu(instances, redis), redis_counters(redis)
+        if not line:
+            raise RuntimeError(f"benchmark client (rooms) exited with code {proc.wait()}")
+        proc.communicate(timeout=STOP_SECONDS)
+    finally:
+        stop([proc])
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark client (rooms) failed with exit code {proc.returncode}")
+    return BrokerRun(
+        orjson.loads(line),
+        {key: cpu_after[key] - cpu_before[key] for key in cpu_before},
+        {key: redis_after[key] - redis_before[key] for key in redis_before},
+        {key: (cpu_before[key] - idle_before[key]) / idle_took for key in cpu_before},
+    )
+
+
+def broker_delivery(
+    rounds: int,
+    seconds: float,
+    rooms: int = 20,
+    members: int = 2,
+    rate: float = 200,
+    idle_seconds: float = 2.0,
+) -> list[Section]:
+    """Issue 13: delivery between instances through Redis against delivery within one instance,
+    and what the broker costs each process per message.
+
+    Two trios of `wsmon --workers 2` run side by side: A, B and C sharing a redis-server
+    (`--broker`), and A2, B2 and C2 without one. The same client load takes turns on each trio
+    (ABBA order over `rounds`), C with no client at all (what a subscription costs an instance
+    with nobody to deliver to): `rooms` rooms, each with a sender on A and `members` members on
+    each of A and B, `rate` chats a second in all. With the broker every chat gives same-instance
+    and cross-instance samples at the same moment; CPU per chat on and off the broker, pair by
+    pair, gives the broker's cost.
+    """
+    latency = Section(
+        "broker_latency",
+        f"Delivery between instances: {rate:g} chats/s into {rooms} rooms, each chat to "
+        f"{members} members on A and {members} on B; {rounds} round(s) of {seconds:g} s, "
+        "A and B wsmon --workers 2",
+        ["path", "broker", "deliveries", "p50 ms", "p99 ms", "max ms"],
+    )
+    cost = Section(
+        "broker_cpu",
+        f"CPU per chat with and without the broker ({rate:g} chats/s, {rounds} alternating "
+        "pairs of runs, medians; C: subscribed, no connections)",
+        [
+            "process",
+            "broker on µs/chat",
+            "broker off µs/chat",
+            "on - off µs/chat",
+            "on - off of each pair",
+            "idle ms/s, on",
+            "idle ms/s, off",
+        ],
+    )
+    runs: dict[bool, list[BrokerRun]] = {True: [], False: []}
+    channel = f"bench-{secrets.token_hex(4)}"
+    with running(start_redis()) as redis:
+        flags = ("--broker", redis.url, "--broker-channel", channel)
+        trios: dict[bool, list[Server]] = {True: [], False: []}
+        try:
+            for cross in (True, False):
+                for _ in INSTANCES:
+                    trios[cross].append(start_wsmon(2, *flags) if cross else start_wsmon(2))
+            for server in trios[True]:
+                wait_for_broker(server)
+            for number in range(rounds):
+                for cross in (True, False) if number % 2 == 0 else (False, True):
+                    runs[cross].append(
+                        chat_run(
+                            trios[cross], redis, rooms, members, rate, seconds, cross, idle_seconds
+                        )
+                    )
+            delay = _histogram_from_metrics(
+                trios[True][0].url.replace("ws://", "http://").replace("/ws", "/metrics"),
+                "wsmon_broker_delay_seconds",
+                "",
+            )
+        finally:
+            for trio in trios.values():
+                for server in trio:
+                    server.stop()
+    merged: dict[tuple[bool, str], Any] = {}
+    for cross, mode_runs in runs.items():
+        for run in mode_runs:
+            for path, encoded in run.figures["histograms"].items():
+                histogram = merged.setdefault(
+                    (cross, path), HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+                )
+                histogram.add(HdrHistogram.decode(encoded))
+    quantiles: dict[tuple[bool, str], tuple[float, float]] = {}
+    for cross in (True, False):
+        for path, shown in PATHS:
+            histogram = merged.get((cross, path))
+            if histogram is None or not histogram.get_total_count():
+                continue
+            p50 = histogram.get_value_at_percentile(50) / 1000
+            p99 = histogram.get_value_at_percentile(99) / 1000
+            quantiles[(cross, path)] = (p50, p99)
+            latency.rows.append(
+                {
+                    "path": shown,
+                    "broker": "on" if cross else "off",
+                    "deliveries": histogram.get_total_count(),
+                    "p50 ms": p50,
+                    "p99 ms": p99,
+                    "max ms": histogram.get_max_value() / 1000,
+                }
+            )
+    same = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    for path in ("same worker", "other worker"):
+        if (True, path) in merged:
+            same.add(merged[(True, path)])
+    latency.rows.append(
+        {
+            "path": "A's own message back from Redis (wsmon_broker_delay_seconds, bucket edges)",
+            "broker": "on",
+            **delay,
+        }
+    )
+    sent = {
+        cross: sum(run.figures["sent"] for run in mode_runs) for cross, mode_runs in runs.items()
+    }
+    expected = sum(run.figures["expected"] for run in runs[True])
+    received = sum(run.figures["received"] for run in runs[True])
+    unexpected = sum(run.figures["unexpected"] for mode_runs in runs.values() for run in mode_runs)
+    crossed = quantiles.get((True, "other instance"))
+    if crossed is not None and same.get_total_count():
+        cross_p50, cross_p99 = crossed
+        same_p50 = same.get_value_at_percentile(50) / 1000
+        same_p99 = same.get_value_at_percentile(99) / 1000
+        relayed_p50, relayed_p99 = quantiles[(True, "other worker")]
+        latency.note = (
+            f"Same chats, same moments (broker on): cross-instance ÷ same-instance (both A rows) "
+            f"p50 {cross_p50:.3g} ÷ {same_p50:.3g} ms = {cross_p50 / same_p50:.2f}x, p99 "
+            f"{cross_p99:.3g} ÷ {same_p99:.3g} ms = {cross_p99 / same_p99:.2f}x; against A's "
+            f"other worker (the relay both take) p50 {cross_p50 / relayed_p50:.2f}x, p99 "
+            f"{cross_p99 / relayed_p99:.2f}x. Delivered {received:,} of {expected:,} expected; "
+            f"{sent[True]:,} chats with the broker, {sent[False]:,} without."
+        )
+        latency.rows.append(
+            {
+                "path": "ratio: A to B ÷ A to A (both workers)",
+                "broker": "on",
+                "p50 ms": cross_p50 / same_p50,
+                "p99 ms": cross_p99 / same_p99,
+                "p50 ratio to the other worker": cross_p50 / relayed_p50,
+                "p99 ratio to the other worker": cross_p99 / relayed_p99,
+                "delivered": received,
+                "expected": expected,
+                "unexpected": unexpected,
+            }
+        )
+    for part in PARTS:
+        per_chat = {
+            cross: [run.cpu[part] / run.figures["sent"] * 1e6 for run in mode_runs]
+            for cross, mode_runs in runs.items()
+        }
+        differences = [on - off for on, off in zip(per_chat[True], per_chat[False], strict=True)]
+        cost.rows.append(
+            {
+                "process": part,
+                "broker on µs/chat": statistics.median(per_chat[True]),
+                "broker off µs/chat": statistics.median(per_chat[False]),
+                "on - off µs/chat": statistics.median(differences),
+                "on - off of each pair": ", ".join(f"{d:.1f}" for d in differences),
+                "idle ms/s, on": statistics.median(r.idle[part] * 1000 for r in runs[True]),
+                "idle ms/s, off": statistics.median(r.idle[part] * 1000 for r in runs[False]),
+            }
+        )
+    calls = sum(run.redis["publish calls"] for run in runs[True])
+    if calls:
+        chats = sent[True]
+        cost.note = (
+            f"Redis per chat (broker on): {calls / chats:.2f} PUBLISH, "
+            f"{sum(r.redis['publish usec'] for r in runs[True]) / calls:.1f} µs inside PUBLISH "
+            f"(INFO commandstats), {sum(r.redis['bytes in'] for r in runs[True]) / chats:.0f} "
+            f"bytes in and {sum(r.redis['bytes out'] for r in runs[True]) / chats:.0f} bytes out "
+            f"(INFO stats: the frame once from A, then once to each of the {len(INSTANCES)} "
+            f"subscribed instances, A's own copy included). A chat reaches {2 * members} members "
+            f"with the broker, {members} without (B2's members are in their rooms but nothing "
+            "reaches them); C and C2 hold no connection. Each figure is CPU from /proc schedstat "
+            "over the chatting only."
+        )
+    return [latency, cost]

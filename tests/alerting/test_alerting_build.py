@@ -92,6 +92,9 @@ def test_one_recording_rule_per_metric_and_the_health_rule(files: dict[str, str]
         "wsmon:broadcast_duration_seconds:p99_rate5m",
         "wsmon:probe_failure:ratio_avg5m",
         "wsmon:instance_down:bool",
+        "wsmon:broker_down:bool",
+        "wsmon:broker_loss:ratio_rate5m",
+        "wsmon:broker_delay_seconds:p99_rate5m",
         "wsmon:health:status",
     }
 
@@ -202,6 +205,11 @@ def test_alertmanager_config_routes_groups_inhibits_and_holds_no_secret(
     }
     messages = 'indicator=~"message_error_rate|message_success_rate"'
     (family,) = [f for f in families if messages in f["source_matchers"]]
+    assert family["equal"] == ["instance"]
+    # While the broker is down (a page), its losses and lag on that instance are the outage's.
+    broker = 'indicator=~"broker_down|broker_loss_ratio|broker_delay"'
+    (family,) = [f for f in families if broker in f["source_matchers"]]
+    assert broker in family["target_matchers"]
     assert family["equal"] == ["instance"]
     for clients in ("client_error_ratio", "slow_consumer_ratio"):
         assert clients not in str(families), f"a service critical must not mute {clients}"

@@ -23,7 +23,7 @@ from support.processes import HOST
 from support.stack import Stack, prometheus_config
 
 from wsmon.cli import main
-from wsmon.thresholds import DEFAULT_THRESHOLDS
+from wsmon.thresholds import DEFAULT_THRESHOLDS, load
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,9 @@ def test_add_apply_makes_the_rule_live_in_prometheus_and_health(
     server.signal(signal.SIGHUP)
     logged = server.wait_for(re.compile(r"SIGHUP: thresholds not reloaded.*"), 10)
     assert logged is not None, server.log
-    assert f"{thresholds}: entry 18 ('{NEW}'): value:" in logged.group(0)
+    # Appended after every shipped entry.
+    entry = len(load(DEFAULT_THRESHOLDS)) + 1
+    assert f"{thresholds}: entry {entry} ('{NEW}'): value:" in logged.group(0)
     assert judged(server_url)[NEW] == 0.05
     assert server.alive()
 

@@ -128,7 +128,8 @@ def test_a_bad_field_gets_the_loaders_message_naming_the_valid_ones(
     argv[argv.index(option) + 1] = bad
     result = wsmon("add", *argv)
     assert result.exit_code == 1
-    assert "entry 18 ('WsmonLatencyWatch')" in result.output
+    # Appended after every shipped entry.
+    assert f"entry {len(load(DEFAULT_THRESHOLDS)) + 1} ('WsmonLatencyWatch')" in result.output
     assert named in result.output
     assert "alerting/thresholds.yaml: not changed" in result.output
     assert here.read_text() == ORIGINAL
@@ -275,6 +276,25 @@ def test_a_stack_dir_gives_the_pids_urls_and_config_folders(tmp_path: Path) -> N
     assert targets.wsmon_url == "http://127.0.0.1:18080"
     assert targets.prometheus_url == "http://127.0.0.1:19090"
     assert targets.started == {11: stackrecord.Record("wsmon", 11, 7)}
+    assert targets.more_wsmon == []
+
+
+def test_a_stack_of_two_instances_reloads_both(tmp_path: Path) -> None:
+    """`wsmon stack start --instances 2` records wsmon and wsmon-2; both get the SIGHUP, each
+    confirmed at its own URL (the wsmon job's targets, in the order of the instances)."""
+    processes = [{"name": n, "pid": p, "started": 7} for n, p in (("wsmon", 11), ("wsmon-2", 13))]
+    (tmp_path / "stack.json").write_text(json.dumps({"processes": processes}))
+    config = tmp_path / "config" / "prometheus"
+    config.mkdir(parents=True)
+    scrape = [
+        {"job_name": "wsmon", "static_configs": [{"targets": ["127.0.0.1:8080", "127.0.0.1:8081"]}]}
+    ]
+    (config / "prometheus.yml").write_text(yaml.safe_dump({"scrape_configs": scrape}))
+    targets = thresholds_cli.Targets()
+    thresholds_cli.read_stack(tmp_path, targets)
+    assert (targets.wsmon_pid, targets.wsmon_url) == (11, "http://127.0.0.1:8080")
+    assert targets.more_wsmon == [("wsmon-2", 13, "http://127.0.0.1:8081")]
+    assert set(targets.started) == {11, 13}
 
 
 def test_an_alertmanager_config_it_did_not_render_stops_the_edit(here: Path) -> None:

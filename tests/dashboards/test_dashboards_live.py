@@ -1,7 +1,10 @@
 """Every panel of every generated dashboard shows data from a live, loaded, misbehaving pool.
 
-Real processes on 127.0.0.1: `wsmon serve --workers 2`; `wsmon loadtest custom` with chat, publish
-and notify in its mix (fan-outs within and across workers); two raw `websockets` clients sending
+Real processes on 127.0.0.1: two instances, `wsmon serve --workers 2` and `--workers 1`, with a
+real redis-server as their broker (`--broker`, so the broker's panels have deliveries published,
+received from the other instance and timed, and the by-instance panels two instances side by
+side); `wsmon loadtest custom` against the first with chat, publish and notify in its mix
+(fan-outs within and across workers and instances); raw `websockets` clients on both sending
 bad input (invalid JSON, an unknown type, binary frames) and broadcasts; Prometheus scraping wsmon,
 Alertmanager and itself every second with the generated recording and alert rules, and wsmon's
 /probe with the deploy bundle's own probe job (the Testing dashboard); Alertmanager with the
@@ -43,6 +46,7 @@ from grafana_queries import (
     run_all,
 )
 from support.processes import HOST, WSMON, free_port
+from support.redis import RedisServer
 from support.stack import (
     REPO,
     SCRAPE_INTERVAL,
@@ -78,6 +82,9 @@ LOAD = (
 BAD_FRAMES: tuple[str | bytes, ...] = ("not json", '{"type":"no_such_type"}', b"\x00binary")
 BAD_PAUSE = 0.1
 BROADCAST_EVERY = 10
+# The second instance's clients: one bad client, which broadcasts too, so the first receives
+# deliveries from it through the broker.
+OTHER_BAD_CLIENTS = 1
 # An instance no target has: selected with the real one, it makes `$instance` an alternation.
 ABSENT_INSTANCE = f"{HOST}:1"
 # What Prometheus scrapes. The Alerts dashboard selects Alertmanager's series with
@@ -124,9 +131,10 @@ async def drain(ws: ClientConnection) -> None:
 
 
 @contextlib.asynccontextmanager
-async def bad_input(url: str, clients: int) -> AsyncIterator[None]:
+async def bad_input(*urls: str) -> AsyncIterator[None]:
+    """One misbehaving client per URL (a URL twice: two clients there)."""
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(misbehave(url, stop)) for _ in range(clients)]
+    tasks = [asyncio.create_task(misbehave(url, stop)) for url in urls]
     try:
         yield
     finally:
@@ -153,34 +161,51 @@ async def test_every_panel_has_data_under_load_bad_input_and_an_acknowledged_ale
     dashboards = live_dashboards()
     sink = SmtpSink()
     sink.start()
+    redis = RedisServer()
+    redis.start()
     try:
         overrides = {"alertmanager": {"groupWait": "1s", "groupInterval": "1s"}}
         thresholds, alerting = write_alerting(tmp_path, sink, overrides, immediate={WARNING})
         _, am = stack.alertmanager(alerting / build.ALERTMANAGER, tmp_path / "am-data")
-        server, port = stack.wsmon("--workers", "2", "--thresholds-file", str(thresholds))
-        instance = f"{HOST}:{port}"
+        flags = ("--thresholds-file", str(thresholds), "--broker", redis.url)
+        # A channel of the test's own: pub/sub channels are shared by every database of a Redis.
+        flags += ("--broker-channel", f"wsmon-dashboards-{tmp_path.name}")
+        server, port = stack.wsmon("--workers", "2", *flags)
+        other, other_port = stack.wsmon("--workers", "1", *flags)
+        instance, second = f"{HOST}:{port}", f"{HOST}:{other_port}"
         prom_port = free_port()
         targets = (instance, am.split("//", 1)[1], f"{HOST}:{prom_port}")
         scrape = dict(zip(JOBS, targets, strict=True))
         config = prometheus_config(tmp_path / "prometheus.yml", scrape, alerting / build.RULES, am)
+        with_second_instance(config, second)
         with_probes(config, instance)
         _, prom = stack.prometheus(config, tmp_path / "tsdb", port=prom_port)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
             prometheus = Prometheus(session, prom)
-            window = await exercise(stack, prometheus, server.ws_url(), am)
+            window = await exercise(stack, prometheus, server.ws_url(), other.ws_url(), am)
             selections = {
                 f"instance={instance}": choices(instance),
                 f"instance={instance}+{ABSENT_INSTANCE}": choices(instance, ABSENT_INSTANCE),
-                "instance=All": choices(instance, all=True),
+                f"instance={instance}+{second}": choices(instance, second),
+                "instance=All": choices(instance, second, all=True),
             }
             for dashboard in dashboards:
-                await check_variables(prometheus, dashboard, window, instance)
+                await check_variables(prometheus, dashboard, window, instance, second)
             outcomes = await run_all(prometheus, dashboards, window, selections)
     finally:
+        redis.stop()
         sink.stop()
     print(report(outcomes, dashboards))
     print(f"{HISTORICAL}: not queried live (see test_dashboards_historical)")
     require_data(outcomes, dashboards)
+
+
+def with_second_instance(config: Path, target: str) -> None:
+    """A second target of the wsmon job: the instances side by side, as in production."""
+    document = yaml.safe_load(config.read_text())
+    (job,) = [j for j in document["scrape_configs"] if j["job_name"] == "wsmon"]
+    job["static_configs"][0]["targets"].append(target)
+    config.write_text(yaml.safe_dump(document))
 
 
 def with_probes(config: Path, target: str) -> None:
@@ -212,13 +237,16 @@ async def at_least(prometheus: Prometheus, expr: str, minimum: float, what: str)
     )
 
 
-async def exercise(stack: Stack, prometheus: Prometheus, ws_url: str, am: str) -> Window:
-    """Load, bad input, the warning fired and acknowledged; the window since scraping began."""
-    targets = len(JOBS) + len(PROBE_MODULES)
+async def exercise(
+    stack: Stack, prometheus: Prometheus, ws_url: str, other_url: str, am: str
+) -> Window:
+    """Load, bad input, the warning fired and acknowledged, deliveries across the broker both
+    ways; the window since scraping began."""
+    targets = len(JOBS) + 1 + len(PROBE_MODULES)  # two wsmon instances
     await at_least(prometheus, "count(up == 1)", targets, f"Prometheus scrapes {JOBS} and /probe")
     start = time.time()
     loadtest = stack.start("loadtest", [str(WSMON), "loadtest", "custom", *LOAD, "--url", ws_url])
-    async with bad_input(ws_url, clients=2):
+    async with bad_input(ws_url, ws_url, *[other_url] * OTHER_BAD_CLIENTS):
         connections = 'sum(wsmon_connections_active{job="wsmon"})'
         await at_least(prometheus, connections, CONNECTIONS, "the load generator connected")
         full = time.time()
@@ -228,6 +256,10 @@ async def exercise(stack: Stack, prometheus: Prometheus, ws_url: str, am: str) -
             'wsmon_client_errors_total{reason="binary_frame"}',
         ):
             await at_least(prometheus, f"sum({sent})", 1, f"{sent} counted")
+        # Across the broker: each instance received the other's deliveries and timed its own.
+        for series in ("wsmon_broker_received_total", "wsmon_broker_delay_seconds_count"):
+            counted = f'count({series}{{job="wsmon"}} > 0)'
+            await at_least(prometheus, counted, 2, f"{series} on both instances")
         firing = f'count(ALERTS{{alertname="{WARNING}", alertstate="firing"}})'
         await at_least(prometheus, firing, 1, f"{WARNING} fires from the bad input")
         await wsmon_alerts(
@@ -257,10 +289,10 @@ async def exercise(stack: Stack, prometheus: Prometheus, ws_url: str, am: str) -
 
 
 async def check_variables(
-    prometheus: Prometheus, dashboard: Dashboard, window: Window, instance: str
+    prometheus: Prometheus, dashboard: Dashboard, window: Window, *instances: str
 ) -> None:
     """The drop-downs Grafana would fill offer what the queries are run with."""
-    jobs = await options(prometheus, dashboard, "job", choices(instance), window)
+    jobs = await options(prometheus, dashboard, "job", choices(*instances), window)
     assert "wsmon" in jobs, f"{dashboard.title}: $job offers {jobs}"
-    instances = await options(prometheus, dashboard, "instance", choices(instance), window)
-    assert instances == [instance], f"{dashboard.title}: $instance offers {instances}"
+    offered = await options(prometheus, dashboard, "instance", choices(*instances), window)
+    assert offered == sorted(instances), f"{dashboard.title}: $instance offers {offered}"

@@ -22,6 +22,8 @@ import jsonschema
 import pytest
 import yaml
 from bundle import DEPLOY, config, exec_start, unit
+from support.polling import wait_until
+from support.processes import HOST, free_port
 from support.stack import REPO, Stack, tool
 
 COMPOSE = DEPLOY / "docker-compose.yml"
@@ -38,6 +40,8 @@ SCHEMA = Path(_PACKAGE.origin).parent / "builtin_schemas" / "vendor" / "compose-
 # Where Compose's Prometheus and Alertmanager read their configs (the images' own paths).
 PROMETHEUS_CONFIG = PurePosixPath("/etc/prometheus/prometheus.yml")
 ALERTMANAGER_CONFIG = PurePosixPath("/etc/alertmanager/alertmanager.yml")
+# The wsmon services, sharing deliveries through the redis service.
+SERVERS = ("wsmon", "wsmon-2")
 # Fields of an Alertmanager email_config that say how to reach the relay, not what to send.
 SMTP_FIELDS = ("smarthost", "require_tls", "auth_username", "auth_password", "auth_password_file")
 
@@ -189,7 +193,8 @@ def test_the_compose_file_follows_the_compose_specification() -> None:
     # `version:` is obsolete in the Compose Specification (Compose v2 warns about it).
     assert "version" not in compose()
     assert set(compose()["services"]) == {
-        "wsmon",
+        *SERVERS,
+        "redis",
         "prometheus",
         "alertmanager",
         "grafana",
@@ -239,8 +244,11 @@ def test_ports_are_the_configured_ones_and_published_on_loopback_only(c: dict[st
     published = {name: spec.get("ports", []) for name, spec in compose()["services"].items()}
     web = d["compose"]["mailpit"]["web"]
     assert d["compose"]["publishAddress"] == "127.0.0.1"
+    # Redis is reached inside the Compose network only; wsmon-2 on the host port after wsmon's.
     assert published == {
         "wsmon": [f"127.0.0.1:{ports['wsmon']}:{ports['wsmon']}"],
+        "wsmon-2": [f"127.0.0.1:{ports['wsmon'] + 1}:{ports['wsmon']}"],
+        "redis": [],
         "prometheus": [f"127.0.0.1:{ports['prometheus']}:{ports['prometheus']}"],
         "alertmanager": [f"127.0.0.1:{ports['alertmanager']}:{ports['alertmanager']}"],
         "grafana": [f"127.0.0.1:{ports['grafana']}:{ports['grafana']}"],
@@ -272,12 +280,16 @@ def test_ports_are_the_configured_ones_and_published_on_loopback_only(c: dict[st
 
 def test_images_are_pinned(c: dict[str, Any]) -> None:
     images = c["deploy"]["compose"]["images"]
-    for name in ("prometheus", "alertmanager", "grafana", "mailpit"):
+    for name in ("prometheus", "alertmanager", "grafana", "mailpit", "redis"):
         image = service(name)["image"]
         assert image == images[name]
         _, _, tag = image.rpartition(":")
-        assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{image}: not a release tag"
-    assert service("wsmon")["image"] == c["deploy"]["image"]
+        # A release, and for Redis the image's Alpine variant of it.
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+(-alpine)?", tag), f"{image}: not a release tag"
+    for server in SERVERS:
+        assert service(server)["image"] == c["deploy"]["image"]
+    # The Kubernetes bundle's Redis is the same release.
+    assert c["deploy"]["kubernetes"]["redisImage"] == images["redis"]
 
 
 def test_wsmon_runs_with_the_bundle_settings_and_outlasts_the_drain(c: dict[str, Any]) -> None:
@@ -285,12 +297,21 @@ def test_wsmon_runs_with_the_bundle_settings_and_outlasts_the_drain(c: dict[str,
     wsmon = service("wsmon")
     # A trial on loopback: no tokens checked, which the server's log says every minute. Its
     # settings are the one-host file's but for the JWT secret and the metrics address (Compose's
-    # Prometheus scrapes the one port, with no password).
-    assert wsmon["command"] == ["serve", "--config", d["paths"]["wsmonConfig"], "--no-auth"]
-    assert mounts("wsmon") == {
-        d["paths"]["wsmonConfig"]: "./compose/wsmon/wsmon.yaml",
-        d["paths"]["wsmonThresholds"]: "./wsmon/thresholds.yaml",
-    }
+    # Prometheus scrapes the one port, with no password). Both servers alike, with the broker.
+    broker = f"redis://redis:{d['ports']['redis']}/0"
+    for server in SERVERS:
+        assert service(server)["command"] == [
+            *("serve", "--config", d["paths"]["wsmonConfig"], "--no-auth"),
+            *("--broker", broker),
+        ]
+        assert service(server)["depends_on"] == ["redis"]
+        assert mounts(server) == {
+            d["paths"]["wsmonConfig"]: "./compose/wsmon/wsmon.yaml",
+            d["paths"]["wsmonThresholds"]: "./wsmon/thresholds.yaml",
+        }
+        # The same service but for its name and its port on the host.
+        same = {key: value for key, value in service(server).items() if key != "ports"}
+        assert same == {key: value for key, value in wsmon.items() if key != "ports"}
     one_host = yaml_file(DEPLOY / "wsmon" / "wsmon.yaml")
     assert yaml_file(DEPLOY / "compose" / "wsmon" / "wsmon.yaml") == {
         key: value
@@ -340,12 +361,15 @@ def test_compose_prometheus_reaches_the_parts_by_service_name(c: dict[str, Any])
     jobs = {
         job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]
     }
+    # Both servers under job wsmon (the dashboards show them side by side), and each probed.
+    servers = [f"{server}:{ports['wsmon']}" for server in SERVERS]
     assert jobs == {
-        "wsmon": [f"wsmon:{ports['wsmon']}"],
+        "wsmon": servers,
         "alertmanager": [f"alertmanager:{ports['alertmanager']}"],
         "prometheus": [f"prometheus:{ports['prometheus']}"],
-        c["deploy"]["probeJob"]: [f"wsmon:{ports['wsmon']}"],
+        c["deploy"]["probeJob"]: servers,
     }
+    assert service("prometheus")["depends_on"] == [*SERVERS, "alertmanager"]
     (alertmanagers,) = prometheus["alerting"]["alertmanagers"]
     assert alertmanagers["static_configs"] == [
         {"targets": [f"alertmanager:{ports['alertmanager']}"]}
@@ -358,7 +382,7 @@ def test_compose_prometheus_reaches_the_parts_by_service_name(c: dict[str, Any])
         if job.pop("basic_auth", None) is not None:
             for group in job["static_configs"]:
                 assert group["targets"] == [metrics]
-                group["targets"] = [f"wsmon:{ports['wsmon']}"]
+                group["targets"] = servers
     assert ports_only(prometheus) == ports_only(host)
 
 
@@ -474,6 +498,33 @@ def test_promtool_checks_the_compose_prometheus_config_with_the_rules_beside_it(
     result = run(tool("promtool"), "check", "config", tmp_path / "prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 1 rule files found" in result.stdout
+
+
+@pytest.mark.integration
+def test_redis_runs_the_compose_command_and_keeps_nothing(tmp_path: Path) -> None:
+    """The redis service's command, run by Debian's redis-server (the pinned image's release) on
+    loopback and a free port: it starts, answers, and has no persistence to write."""
+    command = service("redis")["command"]
+    assert command[0] == "redis-server"
+    port = free_port()
+    argv = [tool("redis-server"), *command[1:], "--bind", HOST, "--port", str(port)]
+    server = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        cli = (tool("redis-cli"), "-h", HOST, "-p", str(port))
+        answered = wait_until(
+            lambda: run(*cli, "ping").stdout.strip(),
+            lambda out: out == "PONG",
+            within=10,
+            what="PONG from redis-server",
+        )
+        assert answered == "PONG"
+        saved = run(*cli, "config", "get", "save").stdout.split()
+        assert saved == ["save"], saved  # an empty value: no snapshots
+        assert run(*cli, "config", "get", "appendonly").stdout.split() == ["appendonly", "no"]
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.integration

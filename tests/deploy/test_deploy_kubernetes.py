@@ -8,6 +8,7 @@ test run in process (about 1 s in all); the last runs amtool, as test_deploy_too
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,28 @@ from bundle import DEPLOY, config
 from support.stack import REPO, tool
 
 from wsmon.catalogue import PROBE_MODULES
+from wsmon.deploy import build
 from wsmon.exporter.config import Settings
+from wsmon.thresholds import DEFAULT_THRESHOLDS, load
 
 KUBERNETES = DEPLOY / "kubernetes"
 GENERATED_DASHBOARDS = REPO / "dashboards" / "generated"
 # The oldest release the manifests are for: preStop's `sleep` action is on by default from 1.30
 # (and in the schema, as an alpha field, a release before, which is why the floor is stated).
 OLDEST = "1.30"
-BUILT_IN = ("Deployment", "Service", "ConfigMap", "Secret", "ServiceAccount", "Role", "RoleBinding")
+BUILT_IN = (
+    "Deployment",
+    "Service",
+    "ConfigMap",
+    "Secret",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "NetworkPolicy",
+)
+# The component label of the bundle's Redis (redis-*.yaml), apart from wsmon's own objects.
+BROKER = "broker"
+REDIS_FILES = ("redis-deployment.yaml", "redis-networkpolicy.yaml", "redis-service.yaml")
 # Where the operator mounts the keys of the Alertmanager config Secret.
 ALERTMANAGER_DIR = "/etc/alertmanager/config"
 # A ConfigMap's data may not exceed 1 MiB; `kubectl apply` (client side) also copies the object
@@ -53,8 +68,15 @@ def manifests() -> dict[str, Manifest]:
     }
 
 
-def one(manifests: dict[str, Manifest], kind: str) -> Manifest:
-    (found,) = [m for m in manifests.values() if m["kind"] == kind]
+def component(manifest: Manifest) -> str:
+    return str(manifest["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def one(manifests: dict[str, Manifest], kind: str, broker: bool = False) -> Manifest:
+    """The one object of `kind`: wsmon's, or with `broker` the bundle's Redis'."""
+    (found,) = [
+        m for m in manifests.values() if m["kind"] == kind and (component(m) == BROKER) is broker
+    ]
     return found
 
 
@@ -349,3 +371,111 @@ def test_the_bundles_prometheus_keeps_30_days_and_selects_the_bundle(
     ]
     # The Grafana datasource's URL is the Service the operator makes for this Prometheus.
     assert k["prometheusUrl"].startswith("http://prometheus-operated:")
+
+
+def test_the_pods_share_deliveries_through_the_bundle_s_redis(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    """Two replicas now that chat, rooms and broadcasts cross between pods: each with --broker
+    to the Service of the bundle's Redis, which selects the Redis pod and nothing of wsmon's."""
+    k, ports = c["deploy"]["kubernetes"], c["deploy"]["ports"]
+    assert k["brokerUrl"] == ""
+    deployment = one(manifests, "Deployment")
+    assert deployment["spec"]["replicas"] == k["replicas"] == 2
+    # Spread over the nodes, but scheduled on one node too.
+    (spread,) = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert spread["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    redis_service = one(manifests, "Service", broker=True)
+    name = redis_service["metadata"]["name"]
+    assert name == "wsmon-redis"
+    (port,) = redis_service["spec"]["ports"]
+    assert port["port"] == ports["redis"]
+    assert f"--broker=redis://{name}:{port['port']}/0" in container(manifests)["args"]
+    redis = one(manifests, "Deployment", broker=True)
+    pod_labels = redis["spec"]["template"]["metadata"]["labels"]
+    assert redis_service["spec"]["selector"].items() <= pod_labels.items()
+    (server,) = redis["spec"]["template"]["spec"]["containers"]
+    named = {p["name"]: p["containerPort"] for p in server["ports"]}
+    assert named[port["targetPort"]] == ports["redis"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert server[probe]["tcpSocket"]["port"] in named
+    # Neither wsmon's Service nor its ServiceMonitor takes the Redis pod for a server.
+    wsmon_selector = one(manifests, "Service")["spec"]["selector"].items()
+    assert not wsmon_selector <= pod_labels.items()
+    monitor = one(manifests, "ServiceMonitor")["spec"]["selector"]["matchLabels"].items()
+    assert not monitor <= redis_service["metadata"]["labels"].items()
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    assert set(REDIS_FILES) <= set(kustomization["resources"])
+
+
+def test_the_bundle_s_redis_is_one_pinned_unprivileged_pod_that_keeps_nothing(
+    manifests: dict[str, Manifest], c: dict[str, Any]
+) -> None:
+    k = c["deploy"]["kubernetes"]
+    redis = one(manifests, "Deployment", broker=True)
+    # One: pods subscribed to two different Redis servers would not hear each other.
+    assert redis["spec"]["replicas"] == 1
+    assert redis["spec"]["strategy"] == {"type": "Recreate"}
+    pod = redis["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert server["image"] == k["redisImage"] == c["deploy"]["compose"]["images"]["redis"]
+    assert re.fullmatch(r"redis:\d+\.\d+\.\d+-alpine", server["image"]), server["image"]
+    # Pub/sub only: no snapshots, no append-only file; no volume claim.
+    args = server["args"]
+    assert args[0] == "redis-server"
+    assert args[args.index("--save") + 1] == ""
+    assert args[args.index("--appendonly") + 1] == "no"
+    assert all("persistentVolumeClaim" not in volume for volume in pod["volumes"])
+    # The Pod Security Standards' restricted profile, as for wsmon's pod.
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert server["securityContext"] == {
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert server["resources"]["limits"]["memory"] == k["redisMemoryLimit"]
+    assert set(server["resources"]["requests"]) == {"cpu", "memory"}
+
+
+def test_only_wsmon_s_pods_may_reach_redis(manifests: dict[str, Manifest]) -> None:
+    """No password on the bundle's Redis: the NetworkPolicy admits wsmon's pods, on its port."""
+    policy = one(manifests, "NetworkPolicy", broker=True)
+    redis_pod = one(manifests, "Deployment", broker=True)["spec"]["template"]["metadata"]
+    wsmon_pod = one(manifests, "Deployment")["spec"]["template"]["metadata"]
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"].items() <= redis_pod["labels"].items()
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    (source,) = rule["from"]
+    assert source["podSelector"]["matchLabels"].items() <= wsmon_pod["labels"].items()
+    assert not source["podSelector"]["matchLabels"].items() <= redis_pod["labels"].items()
+    assert rule["ports"] == [{"port": "redis", "protocol": "TCP"}]
+
+
+def test_an_external_redis_leaves_the_bundle_s_own_out() -> None:
+    """deploy.kubernetes.brokerUrl set: the pods use it, and no redis-*.yaml is written; its
+    password comes from a Secret, by file, not in the URL."""
+    url = "rediss://redis.example.com:6380/0"
+    overrides = {
+        "deploy": {"kubernetes": {"brokerUrl": url, "brokerPasswordSecret": "wsmon-redis"}}
+    }
+    files = build.render(load(DEFAULT_THRESHOLDS), overrides)
+    assert not [path for path in files if path.startswith("kubernetes/redis-")]
+    kustomization = yaml.safe_load(files["kubernetes/kustomization.yaml"])
+    assert not set(REDIS_FILES) & set(kustomization["resources"])
+    deployment = yaml.safe_load(files["kubernetes/deployment.yaml"])
+    kubernetes_validate.validate(deployment, OLDEST, strict=True)
+    pod = deployment["spec"]["template"]["spec"]
+    (wsmon,) = pod["containers"]
+    assert f"--broker={url}" in wsmon["args"]
+    mounts = {m["name"]: m for m in wsmon["volumeMounts"]}
+    password = f"--broker-password-file={mounts['broker']['mountPath']}/password"
+    assert password in wsmon["args"]
+    assert mounts["broker"]["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "broker"]
+    assert volume["secret"] == {"secretName": "wsmon-redis"}

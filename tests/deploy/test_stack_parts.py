@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from bundle import DEPLOY
 
 from wsmon import stackrecord
@@ -74,3 +76,91 @@ def test_the_summary_names_every_url_the_retention_and_a_missing_grafana(tmp_pat
     assert lines[0].split()[:3] == ["SMTP", "sink", "smtp://127.0.0.1:1025"]
     assert f"keeps 30d of history in {tmp_path / 'data' / 'prometheus'}" in lines[1]
     assert "no grafana-server on the PATH" in lines[2]
+
+
+def test_more_instances_take_the_next_ports_and_a_redis_beside_debian_s_own() -> None:
+    thresholds = load(DEFAULT_THRESHOLDS)
+    assert stack.instance_names(3) == ["wsmon", "wsmon-2", "wsmon-3"]
+    # One server: no Redis, as before the broker.
+    assert "redis" not in stack.configured_ports(thresholds, {"redis": 7000})
+    ports = stack.configured_ports(thresholds, {"wsmon": 18080}, instances=2)
+    # Not the bundle's 6379: Debian's redis-server package starts a service there.
+    assert ports == {
+        "smtp": 1025,
+        "redis": 6380,
+        "wsmon": 18080,
+        "wsmon-2": 18081,
+        "alertmanager": 9093,
+        "prometheus": 9090,
+        "grafana": 3000,
+    }
+    assert stack.port_option("wsmon-2") == "--wsmon-port"
+    assert stack.port_option("redis") == "--redis-port"
+    with pytest.raises(stack.StackError, match="wsmon-2 and Prometheus are both given port 9090"):
+        stack.configured_ports(thresholds, {"wsmon": 9089}, instances=2)
+    with pytest.raises(stack.StackError, match="wsmon-2 would take port 65536"):
+        stack.configured_ports(thresholds, {"wsmon": 65535}, instances=2)
+    with pytest.raises(stack.StackError, match="from 1 to 8"):
+        stack.configured_ports(thresholds, {}, instances=9)
+
+
+def test_a_missing_redis_server_is_named_with_the_package_that_brings_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stack.shutil, "which", lambda name: None)
+    with pytest.raises(stack.StackError, match=r"redis-server is not installed: `make tools`"):
+        stack.find_binary("redis")
+
+
+def test_the_plan_starts_redis_before_the_servers_each_with_the_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The argv `start` runs, without running them: two servers on their ports with --broker,
+    Redis on loopback writing nothing; Prometheus scrapes both servers, probes included. One
+    server is started as before the broker: no Redis, no --broker."""
+    thresholds = load(DEFAULT_THRESHOLDS)
+    text = DEFAULT_THRESHOLDS.read_text()
+    ports = stack.configured_ports(thresholds, {"wsmon": 18080, "redis": 16380}, instances=2)
+    state = stack.State(tmp_path / "two")
+    rendered: list[tuple[dict[str, Any], dict[str, str]]] = []
+    render = stack.build.render
+
+    def recording(*args: Any) -> dict[str, str]:
+        files = render(*args) if not rendered else rendered[0][1]  # one render (seconds) only
+        rendered.append((args[1], files))
+        return files
+
+    monkeypatch.setattr(stack.build, "render", recording)
+    parts = {part.name: part for part in stack.plan(state, ports, thresholds, text)}
+    assert list(parts)[:4] == ["smtp", "redis", "wsmon", "wsmon-2"]
+    redis = parts["redis"]
+    assert redis.url == "redis://127.0.0.1:16380/0"
+    assert redis.argv[1:] == (
+        *("--bind", "127.0.0.1", "--port", "16380"),
+        *("--save", "", "--appendonly", "no", "--dir", str(state.data.resolve() / "redis")),
+    )
+    for name, port in (("wsmon", "18080"), ("wsmon-2", "18081")):
+        argv = parts[name].argv
+        assert argv[argv.index("--port") + 1] == port
+        assert argv[argv.index("--broker") + 1] == "redis://127.0.0.1:16380/0"
+        assert "--no-auth" in argv
+    prometheus = yaml.safe_load((state.config / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: [t for group in job["static_configs"] for t in group["targets"]]
+        for job in prometheus["scrape_configs"]
+    }
+    servers = ["127.0.0.1:18080", "127.0.0.1:18081"]
+    assert targets["wsmon"] == servers
+    assert targets["wsmon-probe"] == servers * 3  # one group per probe module
+    lines = list(stack.describe(list(parts.values()), state))
+    assert any("the broker: wsmon, wsmon-2 relay chat" in line for line in lines)
+
+    one = stack.configured_ports(thresholds, {"wsmon": 18080})
+    single = {p.name: p for p in stack.plan(stack.State(tmp_path / "one"), one, thresholds, text)}
+    assert "redis" not in single
+    assert "wsmon-2" not in single
+    assert "--broker" not in single["wsmon"].argv
+    assert "--port" not in single["wsmon"].argv
+    # Its Prometheus scrapes the one server, as the bundle's does (the file the stubbed render
+    # wrote is the two servers' one, so the override says it).
+    assert [overrides["deploy"]["wsmonPeerPorts"] for overrides, _ in rendered] == [[18081], []]

@@ -1,4 +1,5 @@
-"""The benchmark's client processes: `listen` when the server closes, `holding` when things fail.
+"""The benchmark's client processes: `listen` when the server closes, `holding` when things fail,
+and the broker section's `rooms` client against two real instances and a redis-server.
 
 `listen` runs as the benchmark runs it (`python -P -m wsmon.loadgen.bench.clients`) against a
 scripted WebSocket server on a plain socket, so the test decides exactly when the server answers
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -288,3 +290,43 @@ def test_holding_stops_the_others_when_a_client_dies_before_ready(
     assert not entered
     assert [proc.returncode for proc in procs] == [0, 3]
     assert all(gone(proc.pid) for proc in procs)
+
+
+# broker: the rooms client against two real instances and a real redis-server ----------------
+
+
+def test_broker_section_times_both_paths_and_counts_each_process() -> None:
+    """The section end to end, small: every chat reaches its members on both instances through
+    Redis with the broker, only those on A without; both sections come back filled in, C (no
+    connections) counted as a subscriber."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed; run `make tools`")
+    rooms, members, rate, seconds = 2, 2, 20.0, 1.0
+    latency, cost = sections.broker_delivery(
+        rounds=1, seconds=seconds, rooms=rooms, members=members, rate=rate, idle_seconds=0.2
+    )
+    rows = {(row["path"], row["broker"]): row for row in latency.rows}
+    same, other, cross = (shown for _, shown in sections.PATHS)
+    on = {path: rows[(path, "on")]["deliveries"] for path in (same, other, cross)}
+    # Each chat: one member on each of A's two workers, two on B.
+    assert on[cross] == on[same] + on[other] > 0
+    assert on[same] == on[other]
+    assert (cross, "off") not in rows
+    assert rows[(same, "off")]["deliveries"] > 0
+    (ratio,) = [row for row in latency.rows if row["path"].startswith("ratio")]
+    assert ratio["delivered"] == ratio["expected"] > 0
+    assert ratio["unexpected"] == 0
+    assert ratio["p50 ms"] > 0
+    assert ratio["p99 ms"] > 0
+    for row in latency.rows[: len(on) + 2]:
+        assert 0 < row["p50 ms"] <= row["p99 ms"] <= row["max ms"] < 1000
+    parts = {row["process"]: row for row in cost.rows}
+    assert list(parts) == [
+        *(f"{name} {part}" for name in "ABC" for part in ("supervisor", "workers")),
+        "redis",
+    ]
+    # B's and C's supervisors have nothing to relay without the broker: all of it is broker.
+    assert parts["B supervisor"]["on - off µs/chat"] > 0
+    assert parts["C supervisor"]["on - off µs/chat"] > 0
+    assert all(row["broker on µs/chat"] > 0 for row in cost.rows)
+    assert "PUBLISH" in cost.note
