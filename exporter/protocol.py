@@ -12,21 +12,12 @@ from typing import Any, Final
 
 import orjson
 
-# Types a client may send. Anything else is counted under the label INVALID.
-CLIENT_TYPES: Final = (
-    "echo",
-    "ping",
-    "identify",
-    "join",
-    "leave",
-    "chat",
-    "notify",
-    "subscribe",
-    "unsubscribe",
-    "publish",
-    "broadcast",
-)
-INVALID: Final = "invalid"
+# Re-exported: the handlers, the metrics and the read loop name them through this module.
+from wsmon.catalogue import CLIENT_TYPES as CLIENT_TYPES
+from wsmon.catalogue import INVALID as INVALID
+
+# Types a client may send (the catalogue's, as they are label values); anything else is counted
+# under the label INVALID.
 RECEIVED_TYPES: Final = (*CLIENT_TYPES, INVALID)
 # Types the server sends; deliveries reuse the client's type name.
 SENT_TYPES: Final = (

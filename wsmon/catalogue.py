@@ -68,6 +68,22 @@ CLOSE_CODES: Final = (
     "4001",  # the token expired (exporter/auth.py)
 )
 OTHER: Final = "other"
+# The /ws message types a client may send (wsmon_messages_received_total's `type`), and the label
+# of everything else.
+CLIENT_TYPES: Final = (
+    "echo",
+    "ping",
+    "identify",
+    "join",
+    "leave",
+    "chat",
+    "notify",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "broadcast",
+)
+INVALID: Final = "invalid"
 DROP_REASONS: Final = ("slow_consumer", "closed")
 FANOUT_TYPES: Final = ("chat", "notify", "publish", "broadcast")
 

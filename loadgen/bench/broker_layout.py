@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import click
 import redis
@@ -49,6 +49,15 @@ def redis_server() -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def answered(pubsub: redis.client.PubSub, command: Callable[..., object], names: list[str]) -> None:
+    """`command` (SUBSCRIBE or UNSUBSCRIBE) for every name, a thousand at a time, and every
+    confirmation read, so that Redis has done the work when this returns."""
+    for start in range(0, len(names), 1000):
+        command(*names[start : start + 1000])
+    while pubsub.get_message(timeout=0.5):
+        pass
 
 
 def cpu(client: redis.Redis) -> float:
@@ -94,17 +103,11 @@ def main(subscribers: int, publishes: int) -> None:
         names = [f"wsmon:room:{index}" for index in range(ROOMS)]
         memory = int(client.info("memory")["used_memory"])
         before = cpu(client)
-        for start in range(0, ROOMS, 1000):
-            rooms.subscribe(*names[start : start + 1000])
-        while rooms.get_message(timeout=0.5):
-            pass
+        answered(rooms, rooms.subscribe, names)
         subscribe = (cpu(client) - before) / ROOMS
         held = (int(client.info("memory")["used_memory"]) - memory) / ROOMS
         before = cpu(client)
-        for start in range(0, ROOMS, 1000):
-            rooms.unsubscribe(*names[start : start + 1000])
-        while rooms.get_message(timeout=0.5):
-            pass
+        answered(rooms, rooms.unsubscribe, names)
         unsubscribe = (cpu(client) - before) / ROOMS
         click.echo(
             f"one channel per room ({ROOMS} rooms on one instance): SUBSCRIBE"

@@ -13,24 +13,7 @@ from typing import Any, Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ...catalogue import CLOSE_CODES, OTHER
-
-# The /ws message types a client may send, and the label of everything else: exporter/protocol.py's
-# CLIENT_TYPES and INVALID (the load generator does not import the server; a test holds them equal).
-CLIENT_TYPES: Final = (
-    "echo",
-    "ping",
-    "identify",
-    "join",
-    "leave",
-    "chat",
-    "notify",
-    "subscribe",
-    "unsubscribe",
-    "publish",
-    "broadcast",
-)
-INVALID: Final = "invalid"
+from ...catalogue import CLIENT_TYPES, CLOSE_CODES, INVALID, OTHER
 
 GROWTH_LIMIT_PERCENT: Final = 5.0
 MEDIAN_OF: Final = 3  # samples whose median is the RSS at warm-up end, and at the end

@@ -28,8 +28,12 @@ import pytest
 from support.metrics import Metrics
 from support.polling import eventually
 from support.processes import Wsmon, pid_exists
+from support.redis import redis_server
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+
+# A fixture from the support modules, offered to the tests here.
+__all__ = ["redis_server"]
 
 RECV_TIMEOUT = 5.0  # one frame; generous for a 2-core machine running 3 Python processes
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,14 +18,6 @@ if TYPE_CHECKING:
     from support.metrics import Metrics
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -15,23 +15,11 @@ if TYPE_CHECKING:
     from conftest import Client, Eventually, WsmonServer
     from support.metrics import Metrics
 
+from wsmon.catalogue import CLIENT_TYPES, FANOUT_TYPES
+
 pytestmark = pytest.mark.integration
 
-CLIENT_TYPES = (
-    "echo",
-    "ping",
-    "identify",
-    "join",
-    "leave",
-    "chat",
-    "notify",
-    "subscribe",
-    "unsubscribe",
-    "publish",
-    "broadcast",
-)
 ACKED_TYPES = tuple(t for t in CLIENT_TYPES if t not in ("echo", "ping"))
-FANOUT_TYPES = ("chat", "notify", "publish", "broadcast")
 M = 4  # messages of each client type
 
 

@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 from support.processes import WSMON, Wsmon
+from support.redis import redis_server
+
+# Fixtures from the support modules, offered to the tests here.
+__all__ = ["redis_server"]
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -23,14 +23,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 SAME, CROSS = ("0→0", "1→1"), ("0→1", "1→0")
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def broker_up(server: Wsmon, up: int, within: float = 20.0) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,6 +15,15 @@ from support.stack import tool
 from wsmon.loadgen.bench.procs import free_port
 
 START_TIMEOUT = 10.0
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server for the test, stopped after it (import it into the test module)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 class RedisServer:
