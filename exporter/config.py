@@ -376,6 +376,10 @@ def check_broker(settings: Settings) -> None:
         return
     if not settings.broker:
         raise ConfigError("broker_password_file is set but broker is not: set broker too")
+    if urllib.parse.urlsplit(settings.broker).password is not None:
+        raise ConfigError(
+            "broker names a password and broker_password_file is set too: give it in one place"
+        )
     try:
         Path(path).read_text()
     except OSError as exc:

@@ -120,14 +120,42 @@ def test_a_server_without_a_way_to_check_tokens_does_not_start(tmp_path: Path) -
             "{web}: basic_auth_users.prometheus: not a bcrypt hash",
         ),
         (
+            ["--broker", "localhost:6379"],
+            "--broker: broker: must be redis://[user:password@]host:port/db, rediss://… (TLS)"
+            " or unix://path, or empty, got 'localhost:6379'",
+        ),
+        (
+            ["--broker-password-file", "{web}"],
+            "broker_password_file is set but broker is not: set broker too",
+        ),
+        (
+            ["--broker", "redis://:pw@localhost:6379/0", "--broker-password-file", "{web}"],
+            "broker names a password and broker_password_file is set too",
+        ),
+        (
+            ["--broker", "redis://localhost:6379/0", "--broker-password-file", "{web}.absent"],
+            "{web}.absent: cannot read the broker password file: No such file or directory",
+        ),
+        (
             ["--max-connections-per-user", "-1"],
             "--max-connections-per-user: max_connections_per_user: must be an integer >= 0"
             " (0: off), got -1",
         ),
     ],
-    ids=["no host", "bare IPv6", "web config alone", "the public port", "bad web config", "cap"],
+    ids=[
+        "no host",
+        "bare IPv6",
+        "web config alone",
+        "the public port",
+        "bad web config",
+        "broker URL",
+        "broker password alone",
+        "two broker passwords",
+        "broker password unreadable",
+        "cap",
+    ],
 )
-def test_a_bad_operations_listener_or_cap_stops_the_start(
+def test_a_bad_listener_broker_or_cap_stops_the_start(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
     web = tmp_path / "web.yml"
