@@ -243,7 +243,8 @@ OPTIONS: tuple[Option, ...] = (
         str,
         lambda v: bool(re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", v)),
         "1-64 letters, digits, _ . : -",
-        "the instances of one cluster share it (pub/sub channels are not per database)",
+        "prefix of the Redis pub/sub channel the instances of one cluster share (channels are"
+        " not per database: two clusters on one Redis need two prefixes)",
     ),
     Option(
         "auth_jwt_secret_file",
