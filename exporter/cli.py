@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from wsmon.limits import SPARE, raise_open_file_limit
 from wsmon.thresholds import ThresholdsError
 
 from .config import (
@@ -113,6 +114,17 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         log.warning("%s", warning)
     if settings.no_auth:
         log.warning(auth.NO_AUTH_WARNING)
+    # Inherited by the workers: each may hold worker_capacity connections, one descriptor each.
+    short = raise_open_file_limit(settings.worker_capacity)
+    if short is not None:
+        log.warning(
+            "the open-file limit is %d, below worker_capacity %d + %d: a worker past it fails to"
+            " take connections (raise it: systemd LimitNOFILE=, ulimit -n, or a lower"
+            " worker_capacity)",
+            short,
+            settings.worker_capacity,
+            SPARE,
+        )
     # The pool's own probes' key, which the workers inherit (auth.PROBE_KEY_VARIABLE).
     os.environ[auth.PROBE_KEY_VARIABLE] = secrets.token_urlsafe(32)
     from .handoff import ListenError

@@ -7,7 +7,6 @@ cannot be reached (or a local server that cannot be started), 130 interrupted (C
 from __future__ import annotations
 
 import contextlib
-import resource
 import secrets
 import sys
 from datetime import UTC, datetime
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Final
 
 import click
+
+from wsmon.limits import SPARE, raise_open_file_limit
 
 from .profiles import DEFAULT_MIX, PROFILE_NAMES, PROFILES, ProfileError, parse_mix, resolve_profile
 from .thresholds import (
@@ -50,18 +51,15 @@ def default_grace(thresholds: list[Threshold]) -> float:
 
 
 def _raise_open_file_limit(connections: int) -> None:
-    """Each connection is a file descriptor; lift the soft limit as far as the hard one allows."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = connections + 256
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        if target < needed:
-            click.echo(
-                f"warning: open-file limit {hard} is below the {needed} this run needs;"
-                " expect connect_emfile errors",
-                err=True,
-            )
+    """Each connection is a file descriptor: the soft limit is lifted as far as the hard one
+    allows, with a warning when that is still short."""
+    short = raise_open_file_limit(connections)
+    if short is not None:
+        click.echo(
+            f"warning: open-file limit {short} is below the {connections + SPARE} this run needs;"
+            " expect connect_emfile errors",
+            err=True,
+        )
 
 
 def _profiles_help() -> str:
