@@ -7,6 +7,7 @@ cannot be reached (or a local server that cannot be started), 130 interrupted (C
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import secrets
 import sys
 from datetime import UTC, datetime
@@ -62,6 +63,15 @@ def _raise_open_file_limit(connections: int) -> None:
         )
 
 
+def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not an IP address") from None
+    return values
+
+
 def _profiles_help() -> str:
     return "\n".join(
         f"  {p.name:<8} {p.connections:>5} connections, one message every {p.interval:g} s each,"
@@ -92,6 +102,15 @@ def _profiles_help() -> str:
     help="Target WebSocket URL; repeat for several instances (connections go round-robin, and"
     " deliveries are verified per sender's instance -> recipient's instance, numbered in --url"
     f" order from 0). [default: {DEFAULT_URL}]",
+)
+@click.option(
+    "--source-address",
+    "sources",
+    multiple=True,
+    callback=lambda _ctx, _param, values: _addresses(values),
+    help="A local address to connect from; repeat for several, taken in turn (127.0.0.2,"
+    " 127.0.0.3, ... on loopback: one address has about 28,000 ephemeral ports for one server,"
+    " and a server's per-address limits count each apart).",
 )
 @click.option(
     "--mix",
@@ -170,6 +189,7 @@ def loadtest(
     duration: float | None,
     ramp_up: float | None,
     urls: tuple[str, ...],
+    sources: tuple[str, ...],
     mix_text: str,
     token_file: Path | None,
     seed: int | None,
@@ -193,6 +213,8 @@ def loadtest(
       wsmon loadtest heavy --url ws://10.0.0.5:8080/ws --threshold 'p99<150ms'
       wsmon loadtest custom --connections 300 --interval 0.3 --duration 60
       wsmon loadtest medium --url ws://10.0.0.5:8080/ws --url ws://10.0.0.6:8080/ws
+      wsmon loadtest custom --connections 50000 --source-address 127.0.0.2 \\
+          --source-address 127.0.0.3 --source-address 127.0.0.4
       wsmon loadtest medium --mix echo=1 --json out.json --no-report
     """
     # The run's modules (websockets, hdrhistogram) load only when a load test runs, so that
@@ -229,6 +251,7 @@ def loadtest(
         token=token_file.read_text().strip() if token_file is not None else None,
         connect_timeout=connect_timeout,
         grace=default_grace(thresholds) if grace is None else grace,
+        sources=sources,
     )
     _raise_open_file_limit(resolved.connections)
     started = datetime.now(UTC)

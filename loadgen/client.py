@@ -64,6 +64,16 @@ class RunPlan:
     token: str | None = None
     connect_timeout: float = 5.0
     grace: float = 2.0  # how long to wait for outstanding replies after the last send
+    # Local addresses to connect from, in turn (empty: the system's choice). One address has
+    # about 28,000 ephemeral ports for one server; several on 127.0.0.0/8 take a run past that.
+    sources: tuple[str, ...] = ()
+
+    def source(self, index: int) -> str | None:
+        """Where connection `index` connects from: each URL's connections take the sources in
+        turn, so every instance sees all of them."""
+        if not self.sources:
+            return None
+        return self.sources[index // len(self.urls) % len(self.sources)]
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ class RunTimes:
     finished: float
 
 
-def _open(url: str, token: str | None, timeout: float) -> connect:
+def _open(url: str, token: str | None, timeout: float, source: str | None = None) -> connect:
     headers = {"Authorization": f"Bearer {token}"} if token else None
     # compression=None: the server has permessage-deflate off and it would cost client CPU.
     # ping_interval=None: the client sends no WebSocket pings. wsmon sends none either (it finds
@@ -91,6 +101,7 @@ def _open(url: str, token: str | None, timeout: float) -> connect:
         proxy=None,
         additional_headers=headers,
         user_agent_header=f"wsmon-loadtest/{__version__}",
+        local_addr=None if source is None else (source, 0),
     )
 
 
@@ -383,7 +394,9 @@ class Run:
         url_index = index % len(plan.urls)
         recorder.connections_attempted += 1
         try:
-            ws = await _open(plan.urls[url_index], plan.token, plan.connect_timeout)
+            ws = await _open(
+                plan.urls[url_index], plan.token, plan.connect_timeout, plan.source(index)
+            )
         except Exception as exc:  # any failure is a counted, classified connection error
             recorder.connection_errors[connect_error_kind(exc)] += 1
             return

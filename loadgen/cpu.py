@@ -1,13 +1,17 @@
-"""The load generator's own CPU use, so a report can show that the client was not the bottleneck.
+"""The load generator's own CPU and memory, so a report can show that the client was not the
+bottleneck, and what a connection costs it.
 
 os.times() counts this process only (all its threads), not a local server it started: that is a
-child process, whose time is not included until it is waited for, and not read here.
+child process, whose time is not included until it is waited for, and not read here. Memory is
+this process's resident set: at the start (/proc/self/statm) and at its peak (getrusage).
 """
 
 from __future__ import annotations
 
 import os
+import resource
 from dataclasses import dataclass
+from pathlib import Path
 from time import perf_counter
 
 
@@ -16,6 +20,8 @@ class CpuUsage:
     user_seconds: float
     system_seconds: float
     wall_seconds: float
+    rss_start_bytes: int = 0
+    rss_peak_bytes: int = 0
 
     @property
     def cpu_seconds(self) -> float:
@@ -36,6 +42,7 @@ class CpuMeter:
     def restart(self) -> None:
         self._times = os.times()
         self._wall = perf_counter()
+        self._rss = resident_bytes()
 
     def read(self) -> CpuUsage:
         now = os.times()
@@ -43,4 +50,16 @@ class CpuMeter:
             user_seconds=now.user - self._times.user,
             system_seconds=now.system - self._times.system,
             wall_seconds=perf_counter() - self._wall,
+            rss_start_bytes=self._rss,
+            # ru_maxrss is in KiB on Linux; the peak since this process started.
+            rss_peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         )
+
+
+def resident_bytes() -> int:
+    """This process's resident set now (0 where /proc is not)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")

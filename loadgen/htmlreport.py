@@ -20,6 +20,7 @@ from .report import (
     error_kinds,
     format_counts,
     format_delivery,
+    format_memory,
     format_ms,
     format_observed,
     format_pct,
@@ -333,6 +334,7 @@ def render_html(report: Report) -> str:
             "load generator CPU",
             f"{cpu.cpu_s:.2f} s over {cpu.wall_s:.1f} s = {cpu.percent_of_core:.1f} % of one core",
         ),
+        ("load generator memory", format_memory(cpu)),
     ]
     thresholds = "".join(
         f'<tr><td class="{"pass" if t.passed else "fail"}">{"PASS" if t.passed else "FAIL"}</td>'

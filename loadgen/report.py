@@ -138,6 +138,10 @@ class CpuSummary:
     cpu_s: float
     percent_of_core: float
     messages_per_cpu_second: float | None
+    rss_start_bytes: int
+    rss_peak_bytes: int
+    # Peak above start, over the connections that opened: what one costs the load generator.
+    rss_per_connection_bytes: float | None
 
 
 @dataclass(frozen=True)
@@ -335,6 +339,12 @@ def build(
             cpu_s=cpu.cpu_seconds,
             percent_of_core=cpu.percent_of_core,
             messages_per_cpu_second=attempted / cpu.cpu_seconds if cpu.cpu_seconds else None,
+            rss_start_bytes=cpu.rss_start_bytes,
+            rss_peak_bytes=cpu.rss_peak_bytes,
+            rss_per_connection_bytes=(cpu.rss_peak_bytes - cpu.rss_start_bytes)
+            / connection.succeeded
+            if connection.succeeded
+            else None,
         ),
         thresholds=results,
         passed=all(v.passed for v in verdicts),
@@ -343,6 +353,16 @@ def build(
 
 
 # -- formatting shared by the terminal and HTML renderers -----------------------------------
+
+
+def format_memory(cpu: CpuSummary) -> str:
+    mib = 1024 * 1024
+    text = (
+        f"peak {cpu.rss_peak_bytes / mib:,.1f} MiB ({cpu.rss_start_bytes / mib:,.1f} at the start)"
+    )
+    if cpu.rss_per_connection_bytes is not None:
+        text += f", {cpu.rss_per_connection_bytes / 1024:,.1f} KiB per connection"
+    return text
 
 
 def format_ms(value: float | None) -> str:
@@ -465,6 +485,7 @@ def render_text(report: Report) -> str:
             if cpu.messages_per_cpu_second is not None
             else ""
         ),
+        f"  loadgen RSS  {format_memory(cpu)}",
         "thresholds",
     ]
     width = max((len(t.threshold) for t in report.thresholds), default=0)
