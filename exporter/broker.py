@@ -167,6 +167,9 @@ class Broker:
             try:
                 await client.ping()
                 self._publishing = True
+                # Our own messages flow again from now on: the subscription is judged by what
+                # comes back after this, not by the silence of the outage.
+                self._heard = perf_counter()
                 self._set_up()
                 delay = RECONNECT_MIN
                 await self._publish_until_broken(client)
