@@ -65,8 +65,17 @@ class ControlChannel:
         return header, data[head_length:]
 
     def write(self, frame: bytes) -> None:
-        """Queue an encoded frame; never blocks (the peer is our own process on the same host)."""
-        self._writer.write(frame)
+        """Queue an encoded frame; never blocks (the peer is our own process on the same host).
+
+        A frame for a peer that has gone is dropped, as asyncio's own loop does: uvloop raises on
+        every write once the transport is closed. On the supervisor's side a worker that died is
+        still `alive` until its exit is reaped, and meanwhile deliveries are relayed to it; a
+        raise in Relay.forward ended the loop over the workers, so the workers after the dead one
+        lost those deliveries (tests/integration/test_faults.py, one of 3 workers SIGKILLed
+        mid-broadcast). On a worker's side, a load report due just after the supervisor went.
+        """
+        if not self._writer.transport.is_closing():
+            self._writer.write(frame)
 
     def send(self, header: dict[str, Any], body: bytes = b"") -> None:
         self.write(self.encode(header, body))

@@ -28,7 +28,10 @@ from .pool import Slot
 log = logging.getLogger(__name__)
 
 ACCEPT_PAUSE = 0.1
-MAX_QUEUED_HANDOFFS = 4096  # per worker; past this its connections go elsewhere or are refused
+# Per worker: past this its connections go to another worker, and with every worker's queue this
+# long the supervisor holds its accepts (see Handoff._hold) until one is half empty again.
+MAX_QUEUED_HANDOFFS = 4096
+QUEUES_FULL = "every worker's hand-off queue is full"
 
 
 class ListenError(OSError):
@@ -60,9 +63,11 @@ class Handoff:
             addresses,
             refused,
             self._hand_off,
+            (self._hold, self._let_go),
         )
         self._listeners: dict[bytes, socket.socket] = {}
         self._closed = False
+        self._held: set[str] = set()  # why accepts are held (none: accepting)
 
     def listen(self) -> None:
         """Bind the public port, and the operations one when configured (or ListenError)."""
@@ -86,6 +91,26 @@ class Handoff:
         """Begin accepting (once the workers can take connections)."""
         for tag, sock in self._listeners.items():
             asyncio.get_running_loop().add_reader(sock.fileno(), self._accept, tag)
+
+    def _hold(self, why: str) -> None:
+        """Stop accepting until `_let_go(why)`. Under a storm (every client of a deploy coming
+        back at once) the supervisor accepts far faster than the workers complete handshakes;
+        past what its queues take, a connection it accepted would have to be refused, while one
+        it leaves in the kernel's backlog is only delayed (its SYN is retried): 10,000 at once
+        refused a few hundred before this (docs/performance.md, the storm section)."""
+        if not self._held and not self._closed:
+            log.warning("holding new connections in the kernel's backlog: %s", why)
+            for sock in self._listeners.values():
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+        self._held.add(why)
+
+    def _let_go(self, why: str) -> None:
+        if why not in self._held:
+            return
+        self._held.discard(why)
+        if not self._held and not self._closed:
+            log.info("accepting new connections again")
+            self.start()
 
     def close(self) -> None:
         """Stop accepting for good: the pool is draining."""
@@ -120,9 +145,11 @@ class Handoff:
                 return
             self._tune(conn)
             self._gate.admit(conn, peer[0], tag)
+            if self._held:
+                return
 
     def _resume_accepting(self, tag: bytes) -> None:
-        if not self._closed:
+        if not self._closed and not self._held:
             asyncio.get_running_loop().add_reader(self._listeners[tag].fileno(), self._accept, tag)
 
     def _tune(self, conn: socket.socket) -> None:
@@ -141,26 +168,43 @@ class Handoff:
         # The gate claimed the public listener's connections for their address (caps.py).
         claimed = listener == PUBLIC and self.addresses.enabled
         message = listener + address.encode()
-        for slot in sorted((s for s in self.slots if s.alive), key=lambda s: s.load):
-            if len(slot.queued) >= MAX_QUEUED_HANDOFFS:
-                continue
-            if not slot.queued and self._send_fd(slot, conn, message):
-                conn.close()
-            else:
-                slot.queued.append((conn, message))
-                if len(slot.queued) == 1:
-                    handoff = slot.handoff
-                    assert handoff is not None
-                    asyncio.get_running_loop().add_writer(handoff.fileno(), self._flush, slot)
-            slot.handed += 1
+        alive = sorted((s for s in self.slots if s.alive), key=lambda s: s.load)
+        if not alive:
+            conn.close()
             if claimed:
-                self.addresses.move(address, LOOSE, slot.index)
+                self.addresses.release(address, LOOSE)
+            self._no_worker.value += 1
+            log.warning("no worker could take a connection; closed it")
             return
-        conn.close()
+        # The least-loaded worker with room; with none, the least-loaded all the same (accepts
+        # are held from here on, so the queues grow by no more than what is in flight).
+        slot = next((s for s in alive if len(s.queued) < MAX_QUEUED_HANDOFFS), alive[0])
+        if not slot.queued and self._send_fd(slot, conn, message):
+            conn.close()
+        else:
+            slot.queued.append((conn, message))
+            if len(slot.queued) == 1:
+                handoff = slot.handoff
+                assert handoff is not None
+                asyncio.get_running_loop().add_writer(handoff.fileno(), self._flush, slot)
+        slot.handed += 1
         if claimed:
-            self.addresses.release(address, LOOSE)
-        self._no_worker.value += 1
-        log.warning("no worker could take a connection; closed it")
+            self.addresses.move(address, LOOSE, slot.index)
+        if QUEUES_FULL not in self._held and all(
+            len(s.queued) >= MAX_QUEUED_HANDOFFS for s in alive
+        ):
+            self._hold(QUEUES_FULL)
+            asyncio.get_running_loop().call_later(ACCEPT_PAUSE, self._room_again)
+
+    def _room_again(self) -> None:
+        """Accept again once a live worker's queue is half empty (checked as queues drain, and
+        every ACCEPT_PAUSE while held, for a worker that died or started meanwhile)."""
+        if QUEUES_FULL not in self._held:
+            return
+        if any(s.alive and len(s.queued) < MAX_QUEUED_HANDOFFS // 2 for s in self.slots):
+            self._let_go(QUEUES_FULL)
+        else:
+            asyncio.get_running_loop().call_later(ACCEPT_PAUSE, self._room_again)
 
     def _send_fd(self, slot: Slot, conn: socket.socket, message: bytes) -> bool:
         """False when the worker's queue is full; a dead worker's connections are dropped."""
@@ -175,14 +219,18 @@ class Handoff:
         return True
 
     def _flush(self, slot: Slot) -> None:
-        while slot.queued:
-            conn, message = slot.queued[0]
-            if not self._send_fd(slot, conn, message):
-                return
-            slot.queued.popleft()
-            conn.close()
-        assert slot.handoff is not None
-        asyncio.get_running_loop().remove_writer(slot.handoff.fileno())
+        try:
+            while slot.queued:
+                conn, message = slot.queued[0]
+                if not self._send_fd(slot, conn, message):
+                    return
+                slot.queued.popleft()
+                conn.close()
+            assert slot.handoff is not None
+            asyncio.get_running_loop().remove_writer(slot.handoff.fileno())
+        finally:
+            if self._held and len(slot.queued) < MAX_QUEUED_HANDOFFS // 2:
+                self._room_again()
 
 
 def _bound(host: str, port: int, shown: str, host_flag: str, port_flag: str) -> socket.socket:

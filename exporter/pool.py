@@ -32,6 +32,18 @@ STABLE_SECONDS = 5.0  # a worker that lived this long restarts at once if it die
 HELLO_TIMEOUT = 30.0
 
 
+class Queued(deque[tuple[socket.socket, bytes]]):
+    """A worker's connections waiting for room in its hand-off socket, with their hand-off
+    messages, and the most that ever waited at once (wsmon_handoff_queued_max: a storm's peak
+    falls between scrapes). The slot keeps it across its worker's restarts."""
+
+    most: int = 0
+
+    def append(self, item: tuple[socket.socket, bytes]) -> None:
+        super().append(item)
+        self.most = max(self.most, len(self))
+
+
 @dataclass(eq=False)
 class Slot:
     """One worker position in the pool; its process is replaced when it dies."""
@@ -48,8 +60,7 @@ class Slot:
     # Connections given to that process (handoff.py).
     handoff: socket.socket | None = None
     handed: int = 0  # connections handed (or queued for hand-off) to this process
-    # Waiting for room in the hand-off socket, with their hand-off messages.
-    queued: deque[tuple[socket.socket, bytes]] = field(default_factory=deque)
+    queued: Queued = field(default_factory=Queued)  # waiting for room in the hand-off socket
     ended: int = 0  # of those, how many the worker last reported closed
     # Its metrics (pool_metrics.py).
     snapshot: Snapshot = field(default_factory=dict)
@@ -72,23 +83,6 @@ class Slot:
 
 # Reads a worker's control channel until it closes.
 ControlReader = Callable[[Slot, ControlChannel], Coroutine[Any, Any, None]]
-
-
-class WorkerChannel(ControlChannel):
-    """The supervisor's end of a worker's control channel.
-
-    A worker that dies is still `alive` to the supervisor until its exit is reaped (_watch), and
-    meanwhile the other workers' deliveries are relayed to it. The first write after its death
-    fails (EPIPE) and closes the transport; uvloop then raises on every later write, and a raise
-    in Relay.forward ended the loop over the workers, so the workers after the dead one lost
-    those deliveries (tests/integration/test_faults.py, 3 workers, one SIGKILLed mid-broadcast).
-    What is written to a dead worker has nobody to reach: it is dropped, as asyncio's own loop
-    does, and the other workers get theirs.
-    """
-
-    def write(self, frame: bytes) -> None:
-        if not self._writer.transport.is_closing():
-            super().write(frame)
 
 
 class Pool:
@@ -145,7 +139,7 @@ class Pool:
             handoff_child.close()
         handoff_parent.setblocking(False)
         reader, writer = await asyncio.open_unix_connection(sock=control_parent)
-        channel = WorkerChannel(reader, writer)
+        channel = ControlChannel(reader, writer)
         slot.begin(channel, handoff_parent)
         self._tasks.spawn(self._read_control(slot, channel))
         self._tasks.spawn(self._watch(slot, slot.process))

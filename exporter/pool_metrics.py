@@ -40,6 +40,13 @@ class PoolMetrics:
         self.refused: dict[str, Cell] = {
             r: refused.child(r) for r in (RATE_LIMITED, HANDSHAKE_TIMEOUT, ADDRESS_LIMIT)
         }
+        queued, most = (
+            self.registry["wsmon_handoff_queued"],
+            self.registry["wsmon_handoff_queued_max"],
+        )
+        self.queued: list[tuple[Cell, Cell]] = [
+            (queued.child(str(slot.index)), most.child(str(slot.index))) for slot in slots
+        ]
         self.retired: Snapshot = {}  # counters of workers that died, so pool totals never go back
         self._requests = itertools.count(1)
 
@@ -84,6 +91,8 @@ class PoolMetrics:
         return snapshot if slot.alive and slot.generation == generation else {}
 
     def _pool(self, parts: Sequence[Snapshot]) -> Snapshot:
+        for slot, (queued, most) in zip(self.slots, self.queued, strict=True):
+            queued.value, most.value = len(slot.queued), slot.queued.most
         return merge([*parts, self.retired, self.registry.snapshot()])
 
     async def collect(self) -> Snapshot:

@@ -207,6 +207,21 @@ CATALOGUE: Final = (
         ("worker",),
     ),
     Spec("wsmon_workers_alive", GAUGE, "Worker processes running and connected.", ()),
+    # The supervisor's hand-off queue: connections accepted (and past the gate) that wait for room
+    # in a worker's hand-off socket (exporter/handoff.py); read from the queues at each scrape.
+    Spec(
+        "wsmon_handoff_queued",
+        GAUGE,
+        "Connections accepted and waiting for room in the worker's hand-off socket.",
+        ("worker",),
+    ),
+    Spec(
+        "wsmon_handoff_queued_max",
+        GAUGE,
+        "The most connections waiting at once for the worker's hand-off socket since the"
+        " supervisor started (a storm's peak falls between scrapes).",
+        ("worker",),
+    ),
     # The instance's link to the others through Redis (`broker`); absent without one.
     Spec(
         "wsmon_broker_up",

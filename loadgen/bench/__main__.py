@@ -75,7 +75,18 @@ def _cell(value: object) -> str:
     "--only",
     multiple=True,
     type=click.Choice(
-        ["echo", "latency", "memory", "many", "broadcast", "workers", "loadgen", "broker"]
+        [
+            "echo",
+            "latency",
+            "memory",
+            "many",
+            "broadcast",
+            "workers",
+            "loadgen",
+            "broker",
+            "storm",
+            "scaling",
+        ]
     ),
     help="Run only these sections (repeatable).",
 )
@@ -132,6 +143,11 @@ def main(quick: bool, only: tuple[str, ...], out: Path) -> None:
             lambda: sections.broker_delivery(
                 rounds=1 if quick else 3, seconds=2 if quick else 6, rate=100 if quick else 200
             ),
+        ),
+        ("storm", lambda: [sections.storm(big, rounds=1 if quick else 3)]),
+        (
+            "scaling",
+            lambda: [sections.scaling(seconds=1 if quick else 4, rounds=1 if quick else 3)],
         ),
     ]
     started = time.monotonic()

@@ -5,13 +5,15 @@
     python -P -m wsmon.loadgen.bench.clients hold URL --connections 5000
     python -P -m wsmon.loadgen.bench.clients listen URL --connections 5000
     python -P -m wsmon.loadgen.bench.clients rooms A --other B --connections 20 --rate 10 --cross
+    python -P -m wsmon.loadgen.bench.clients storm URL --connections 10000 [--sources 127.0.0.2,…]
 
 Each prints one JSON object on stdout when it is done (`hold` and `listen` first print a line
 when every connection is open, then wait for SIGTERM; `rooms` prints one when it is ready, then
-waits for SIGUSR1 to start chatting). They use aiohttp's client, the lightest at hand (`listen`:
-plain sockets), so the client leaves as much of the two cores as possible to the server; the same
-client measures every server. Times are `time.perf_counter()`: CLOCK_MONOTONIC, comparable across
-processes on one host (uvloop's `loop.time()` has only millisecond resolution).
+waits for SIGUSR1 to start chatting; `storm` likewise, then opens every connection at once).
+They use aiohttp's client, the lightest at hand (`listen` and `storm`: plain sockets), so the
+client leaves as much of the two cores as possible to the server; the same client measures
+every server. Times are `time.perf_counter()`: CLOCK_MONOTONIC, comparable across processes
+on one host (uvloop's `loop.time()` has only millisecond resolution).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import errno
 import gc
 import os
 import random
@@ -295,6 +298,122 @@ def listen(url: str, connections: int) -> None:
     )
 
 
+class Handshake(asyncio.Protocol):
+    """One storm connection: sends the upgrade request at once, notes when the 101 arrives and,
+    from wsmon, its welcome (and the worker it names)."""
+
+    def __init__(self, request: bytes, welcome: bool, done: asyncio.Future[str]) -> None:
+        self.request, self.welcome, self.done = request, welcome, done
+        self.buffer = bytearray()
+        self.upgraded: float | None = None
+        self.worker: int | None = None
+
+    def connection_made(self, transport: Any) -> None:  # uvloop's is no asyncio.Transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        self.buffer += data
+        if self.upgraded is None:
+            head, found, rest = bytes(self.buffer).partition(b"\r\n\r\n")
+            if not found:
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.done.set_result(f"status {head[9:12].decode(errors='replace')}")
+                return
+            self.upgraded = perf_counter()
+            self.buffer = bytearray(rest)
+            if not self.welcome:
+                self.done.set_result("ok")
+                return
+        payloads = _frames(self.buffer)
+        if payloads:
+            self.worker = orjson.loads(payloads[0]).get("worker")
+            self.done.set_result("ok")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(
+                "closed before the handshake"
+                if self.upgraded is None
+                else "closed before the welcome"
+            )
+
+
+async def storm(
+    url: str, connections: int, welcome: bool, sources: list[str], seconds: float
+) -> None:
+    """A reconnect storm: every connection at once. Prints a ready line, waits for SIGUSR1, then
+    opens all `connections` together (from `sources` in turn, when given: source addresses on
+    127.0.0.0/8), each timed from its connect call to the 101 (`handshake`) and, from wsmon, to
+    its welcome (`admitted`; for a bare server the 101). Failures are counted by what the client
+    saw. The result line comes once every connection is admitted or has failed (or `seconds`)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    request = (
+        f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    go = asyncio.Event()
+    loop.add_signal_handler(signal.SIGUSR1, go.set)
+    emit({"ready": connections})
+    quiet_collector()
+    await go.wait()
+    handshakes, admissions = histogram(), histogram()
+    failures: dict[str, int] = {}
+    workers: list[int] = []
+    transports: list[Any] = []
+    last = [0.0]
+
+    async def one(number: int) -> None:
+        started = perf_counter()
+        done: asyncio.Future[str] = loop.create_future()
+        protocol = Handshake(request, welcome, done)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            if sources:
+                sock.bind((sources[number % len(sources)], 0))
+            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), seconds)
+            transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
+            transports.append(transport)
+            outcome = await asyncio.wait_for(done, max(0.001, started + seconds - perf_counter()))
+        except TimeoutError:
+            outcome = "timed out"
+        except OSError as exc:
+            outcome = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        if outcome != "ok":
+            sock.close()
+            failures[outcome] = failures.get(outcome, 0) + 1
+            return
+        now = perf_counter()
+        last[0] = max(last[0], now)
+        assert protocol.upgraded is not None
+        handshakes.record_value(max(1, int((protocol.upgraded - started) * 1e6)))
+        admissions.record_value(max(1, int((now - started) * 1e6)))
+        if protocol.worker is not None:
+            workers.append(protocol.worker)
+
+    began = perf_counter()
+    await asyncio.gather(*(one(number) for number in range(connections)))
+    emit(
+        {
+            "admitted": admissions.get_total_count(),
+            "failures": failures,
+            "began": began,
+            "last_admitted": last[0] or None,
+            "handshake": handshakes.encode().decode(),
+            "admission": admissions.encode().decode(),
+            "workers": workers if welcome else None,
+        }
+    )
+    for transport in transports:
+        transport.abort()
+
+
 CHAT_TEXT = "the quick brown fox jumps over the lazy dog"
 SAME_WORKER, OTHER_WORKER, CROSS = "same worker", "other worker", "other instance"
 
@@ -490,7 +609,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("pingpong", "open", "hold", "listen", "rooms"))
+    parser.add_argument("mode", choices=("pingpong", "open", "hold", "listen", "rooms", "storm"))
     parser.add_argument("url")
     parser.add_argument("--connections", type=int, required=True)
     parser.add_argument("--duration", type=float, default=4.0)
@@ -500,8 +619,15 @@ def main() -> None:
     parser.add_argument("--other", help="rooms: the second instance's URL")
     parser.add_argument("--members", type=int, default=2, help="rooms: members per instance")
     parser.add_argument("--cross", action="store_true", help="rooms: the instances share a broker")
+    parser.add_argument(
+        "--sources", default="", help="storm: source addresses to bind, comma-separated"
+    )
+    parser.add_argument("--timeout", type=float, default=60.0, help="storm: seconds at most")
     args = parser.parse_args()
-    if args.mode == "pingpong":
+    if args.mode == "storm":
+        sources = [address for address in args.sources.split(",") if address]
+        uvloop.run(storm(args.url, args.connections, args.wsmon, sources, args.timeout))
+    elif args.mode == "pingpong":
         uvloop.run(pingpong(args.url, args.connections, args.duration, args.wsmon))
     elif args.mode == "open":
         uvloop.run(

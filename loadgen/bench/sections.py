@@ -8,6 +8,7 @@ is reported, so that drift of the machine cancels out.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import signal
 import socket
@@ -30,6 +31,7 @@ from ..stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from .procs import (
     Server,
     cpu_seconds,
+    fd_count,
     redis_info,
     running,
     start_baseline,
@@ -911,3 +913,346 @@ def broker_delivery(
             "over the chatting only."
         )
     return [latency, cost]
+
+
+# 10 -------------------------------------------------------------------------------------------
+
+
+def listen_drops() -> dict[str, int]:
+    """The kernel's count of connections a full accept queue turned away (TcpExt ListenOverflows
+    and ListenDrops in /proc/net/netstat, for the whole network namespace): a SYN dropped there
+    is retried by the client 1 s later, and that second lands in its handshake time."""
+    lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines()]
+    for names, numbers in zip(lines[::2], lines[1::2], strict=False):
+        if names[0] == "TcpExt:":
+            table = dict(zip(names[1:], map(int, numbers[1:]), strict=True))
+            return {key: table.get(key, 0) for key in ("ListenOverflows", "ListenDrops")}
+    return {"ListenOverflows": 0, "ListenDrops": 0}
+
+
+def metric_values(url: str, name: str) -> dict[str, float]:
+    """Every series of `name` in one scrape of wsmon's /metrics, by its label text."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            series, value = line.rsplit(" ", 1)
+            found[series[len(name) :]] = float(value)
+    return found
+
+
+def storm_run(
+    server: Server, connections: int, sources: Sequence[str], processes: int = 2
+) -> Figures:
+    """Every connection at once from `processes` clients (each ready first, then told to go
+    together): time until the last is admitted, handshake and admission quantiles (client-side,
+    connect call to the 101, and to wsmon's welcome), failures by kind, and for wsmon the most
+    that waited in each worker's hand-off queue (wsmon_handoff_queued_max) and what the gate
+    refused (wsmon_handshakes_refused_total)."""
+    share = [connections // processes + (i < connections % processes) for i in range(processes)]
+    per_process = [list(sources[i::processes]) for i in range(processes)] if sources else None
+    procs = []
+    try:
+        for i, n in enumerate(share):
+            args = ["--timeout", "60"]
+            if per_process and per_process[i]:
+                args += ["--sources", ",".join(per_process[i])]
+            procs.append(client("storm", server, n, *args))
+        for proc in procs:
+            assert proc.stdout is not None
+            if not proc.stdout.readline():
+                raise RuntimeError(f"benchmark client (storm) exited with code {proc.wait()}")
+        drops_before, cpu_before = listen_drops(), server.cpu()
+        for proc in procs:
+            proc.send_signal(signal.SIGUSR1)
+        parts = [result(proc, timeout=120) for proc in procs]
+    finally:
+        stop(procs)
+    drops_after = listen_drops()
+    handshake = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    admission = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    failures: dict[str, int] = {}
+    for part in parts:
+        handshake.add(HdrHistogram.decode(part["handshake"]))
+        admission.add(HdrHistogram.decode(part["admission"]))
+        for kind, count in part["failures"].items():
+            failures[kind] = failures.get(kind, 0) + count
+    admitted = sum(part["admitted"] for part in parts)
+    lasts = [part["last_admitted"] for part in parts if part["last_admitted"]]
+    workers = [w for part in parts for w in (part["workers"] or [])]
+    figures: Figures = {
+        "connections": connections,
+        "sources": len(sources) or 1,
+        "admitted": admitted,
+        "refused": connections - admitted,
+        "failures": ", ".join(f"{k} {v}" for k, v in sorted(failures.items())) or "none",
+        "s to admit all": max(lasts) - min(p["began"] for p in parts) if lasts else None,
+        "handshake p50 ms": handshake.get_value_at_percentile(50) / 1000,
+        "handshake p99 ms": handshake.get_value_at_percentile(99) / 1000,
+        "admitted p99 ms": admission.get_value_at_percentile(99) / 1000,
+        "max ms": admission.get_max_value() / 1000,
+        "server CPU s": server.cpu() - cpu_before,
+        "accept-queue overflows": drops_after["ListenOverflows"] - drops_before["ListenOverflows"],
+        "worker spread": spread(workers),
+    }
+    if server.name.startswith("wsmon"):
+        metrics_url = server.url.replace("ws://", "http://").replace("/ws", "/metrics")
+        most = metric_values(metrics_url, "wsmon_handoff_queued_max")
+        figures["hand-off queue peak"] = ", ".join(f"{int(v)}" for _, v in sorted(most.items()))
+        refused = metric_values(metrics_url, "wsmon_handshakes_refused_total")
+        figures["gate refused"] = int(sum(refused.values()))
+        figures["gate refused by reason"] = {
+            labels: int(value) for labels, value in refused.items() if value
+        }
+        rejected = metric_values(metrics_url, "wsmon_connections_rejected_total")
+        figures["no worker could take"] = int(rejected.get('{reason="no_worker"}', 0))
+    return figures
+
+
+def storm(connections: int, rounds: int, sources: int = 10, workers: int = 2) -> Section:
+    """Issue 14, item 2: a reconnect storm, `connections` at once, against wsmon --workers
+    `workers` and bare aiohttp with as many SO_REUSEPORT processes, each started fresh for each
+    run. Three cases: (a) one source address and wsmon's handshake rate limit off (what the other
+    sections do); (b) the default limit (200/s a source address, bursts of 2,000) kept, the
+    clients spread over `sources` addresses of 127.0.0.0/8 (connections/sources each, within
+    the burst); (c) the default limit and one address, as from behind one NAT: the limit refuses
+    what passes its burst, by design; (d) 1.5 times `connections`, as (a), one run each: what
+    gives first past capacity (over `sources` addresses: 7,500 connects at once from one
+    address and one process ran out of local ports, EADDRNOTAVAIL, with either server). (a)
+    and (b) alternate with bare aiohttp for `rounds` pairs
+    each; the run with the median time to admit all is shown, with every run's figure."""
+    section = Section(
+        "storm",
+        f"Reconnect storm: {connections} connections at once, 2 client processes; wsmon "
+        f"--workers {workers} against bare aiohttp x{workers} (SO_REUSEPORT), each fresh for "
+        f"each run; {rounds} alternating pairs, the median run shown",
+        [
+            "server",
+            "case",
+            "admitted",
+            "refused",
+            "failures",
+            "s to admit all",
+            "handshake p50 ms",
+            "handshake p99 ms",
+            "admitted p99 ms",
+            "hand-off queue peak",
+            "gate refused",
+            "no worker could take",
+            "accept-queue overflows",
+            "s to admit all, each run",
+            "refused, each run",
+        ],
+    )
+    addresses = [f"127.0.0.{2 + i}" for i in range(sources)]
+    limited = ("--handshake-rate-limit", "200")
+    makers: dict[str, Callable[[], Server]] = {
+        "bare": lambda: start_baseline("aiohttp", workers),
+        "wsmon": lambda: start_wsmon(workers),
+        "wsmon limited": lambda: start_wsmon(workers, *limited),
+    }
+    cases = [
+        ("a: 1 address, limit off", ("bare", "wsmon"), []),
+        (f"b: {sources} addresses, limit 200/s", ("bare", "wsmon limited"), addresses),
+    ]
+    runs: dict[tuple[str, str], list[Figures]] = {}
+    for case, pair, spread_over in cases:
+        for number in range(rounds):
+            for kind in pair if number % 2 == 0 else pair[::-1]:
+                with running(makers[kind]()) as server:
+                    name = server.name if kind == "bare" else f"{server.name}"
+                    figures = storm_run(server, connections, spread_over)
+                runs.setdefault((case, name), []).append(figures)
+    with running(makers["wsmon limited"]()) as server:
+        runs[("c: 1 address, limit 200/s", server.name)] = [storm_run(server, connections, [])]
+    over = connections * 3 // 2  # past the gate's MAX_WAITING at the full size: what gives first
+    for kind in ("bare", "wsmon"):
+        with running(makers[kind]()) as server:
+            runs[(f"d: {over:,} at once, {sources} addresses, limit off", server.name)] = [
+                storm_run(server, over, addresses)
+            ]
+    shown: dict[tuple[str, str], Figures] = {}
+    for (case, name), measured in runs.items():
+        ordered = sorted(measured, key=lambda run: run["s to admit all"] or float("inf"))
+        shown[(case, name)] = ordered[len(ordered) // 2]
+        section.rows.append(
+            {
+                "server": name,
+                "case": case,
+                **shown[(case, name)],
+                "s to admit all, each run": ", ".join(
+                    f"{run['s to admit all']:.3g}" if run["s to admit all"] else "-"
+                    for run in measured
+                ),
+                "refused, each run": ", ".join(str(run["refused"]) for run in measured),
+                "runs": measured,
+            }
+        )
+    bare_name, wsmon_name = f"bare aiohttp x{workers}", f"wsmon --workers {workers}"
+    notes = []
+    for case, _, _ in cases:
+        bare, wsmon = shown[(case, bare_name)], shown[(case, wsmon_name)]
+        if bare["s to admit all"] and wsmon["s to admit all"]:
+            notes.append(
+                f"{case}: wsmon ÷ bare, time to admit all "
+                f"{wsmon['s to admit all'] / bare['s to admit all']:.2f}x, handshake p99 "
+                f"{wsmon['handshake p99 ms'] / max(bare['handshake p99 ms'], 0.001):.2f}x"
+            )
+        worst = max(run["refused"] for run in runs[(case, wsmon_name)])
+        section.target(f"wsmon connections refused ({case}, worst of {rounds} runs)", worst, 0)
+    section.note = (
+        "; ".join(notes)
+        + ". Times from the clients' perf_counter: connect call to the 101 (handshake) and to "
+        "wsmon's welcome (admitted; bare aiohttp sends none, so its 101). Accept-queue "
+        "overflows: TcpExt ListenOverflows over the run (a SYN dropped so is retried 1 s later). "
+        "Hand-off queue peak: wsmon_handoff_queued_max per worker after the run. Case c's "
+        "refusals are the rate limit at work (wsmon_handshakes_refused_total{reason="
+        '"rate_limited"}), not a capacity limit; case d, one run each, is past capacity: '
+        "what the gate refused there, by reason, is in the report's JSON (runs)."
+    )
+    return section
+
+
+# 11 -------------------------------------------------------------------------------------------
+
+
+def busy_seconds() -> float:
+    """CPU seconds every core has spent not idle since boot (/proc/stat, 10 ms ticks: enough
+    for runs of seconds): with the servers' schedstat, what the client and the rest took."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(value) for value in fields[:8]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def loaded_run(server: Server, clients: int, connections: int, seconds: float) -> Figures:
+    """Ping-pong from `clients` processes of `connections` each: messages a second, server CPU
+    per message, cores busy, and connections per server process counted mid-run from their open
+    descriptors once all are open (for bare servers, which name no worker)."""
+    pids = [proc.pid for proc in server.launched] if not server.name.startswith("wsmon") else []
+    idle_fds = [fd_count([pid]) for pid in pids]
+    cpu_before, busy_before, started = server.cpu(), busy_seconds(), time.perf_counter()
+    procs = [
+        client("pingpong", server, connections, "--duration", str(seconds)) for _ in range(clients)
+    ]
+    try:
+        held: list[int] = []
+        deadline = time.perf_counter() + seconds + 5
+        while pids and time.perf_counter() < deadline:  # until every connection is open
+            now = [fd_count([pid]) - idle for pid, idle in zip(pids, idle_fds, strict=True)]
+            if sum(now) > sum(held):
+                held = now
+            if sum(held) >= clients * connections:
+                break
+            time.sleep(0.05)
+        parts = [result(proc, timeout=seconds + 120) for proc in procs]
+    finally:
+        stop(procs)
+    took = time.perf_counter() - started
+    spent, busy = server.cpu() - cpu_before, busy_seconds() - busy_before
+    messages = sum(part["messages"] for part in parts)
+    rate = sum(part["messages"] / part["seconds"] for part in parts)
+    spread_of: float | None
+    if pids:
+        shares = held
+        spread_of = max(held) / min(held) if min(held) > 0 else float("inf")
+    else:
+        workers = [w for part in parts for w in (part["workers"] or [])]
+        shares = [workers.count(index) for index in range(max(workers) + 1)] if workers else []
+        spread_of = spread(workers)
+    return {
+        "msg/s": rate,
+        "server CPU µs/msg": spent / messages * 1e6,
+        "cores busy": busy / took,
+        "server cores": spent / took,
+        "connections per process": ", ".join(map(str, shares)),
+        "spread": spread_of,
+    }
+
+
+def worker_counts(usable: int) -> list[int]:
+    """1, 2, 4 … up to `usable` CPUs, and `usable` itself when it is no power of two."""
+    counts = [1]
+    while counts[-1] * 2 <= usable:
+        counts.append(counts[-1] * 2)
+    if counts[-1] != usable:
+        counts.append(usable)
+    return counts
+
+
+def scaling(seconds: float, rounds: int, connections: int = 50) -> Section:
+    """Issue 14, item 5: wsmon --workers N for N = 1, 2, 4 … up to the usable CPUs, beside bare
+    aiohttp with N SO_REUSEPORT processes, under closed-loop ping-pong from N client processes
+    of `connections` each (the load grows with N, so it saturates what N processes can serve).
+    Each N's pair takes turns for `rounds` rounds (ABBA); medians. Speed-up is msg/s at N ÷ msg/s
+    at 1, for each server; the goal is ≥ 0.9 N. The clients run on the same CPUs: where the
+    machine has fewer than 2N, servers and clients compete and CPU per message is the truer
+    figure."""
+    usable = len(os.sched_getaffinity(0))
+    counts = worker_counts(usable)
+    section = Section(
+        "scaling",
+        f"Worker scaling on {usable} usable CPUs: ping-pong from N client processes x "
+        f"{connections} connections, {seconds:g} s a run, {rounds} alternating rounds, medians",
+        [
+            "server",
+            "N",
+            "msg/s",
+            "speed-up",
+            "server CPU µs/msg",
+            "server cores",
+            "cores busy",
+            "connections per process",
+            "spread",
+        ],
+    )
+    medians: dict[tuple[str, int], Figures] = {}
+    for n in counts:
+        pair = [
+            (f"bare aiohttp x{n}", start_baseline("aiohttp", n)),
+            (f"wsmon --workers {n}", start_wsmon(n)),
+        ]
+        runs: dict[str, list[Figures]] = {name: [] for name, _ in pair}
+        try:
+            for number in range(rounds):
+                for name, server in pair if number % 2 == 0 else pair[::-1]:
+                    runs[name].append(loaded_run(server, n, connections, seconds))
+        finally:
+            for _, server in pair:
+                server.stop()
+        for name, figures in runs.items():
+            kind = "wsmon" if name.startswith("wsmon") else "bare"
+            middle = sorted(figures, key=lambda run: run["msg/s"])[len(figures) // 2]
+            medians[(kind, n)] = {
+                **middle,
+                "msg/s": statistics.median(run["msg/s"] for run in figures),
+                "server CPU µs/msg": statistics.median(run["server CPU µs/msg"] for run in figures),
+                "server cores": statistics.median(run["server cores"] for run in figures),
+                "cores busy": statistics.median(run["cores busy"] for run in figures),
+                "spread": max(run["spread"] or 1.0 for run in figures) if n > 1 else None,
+                "runs": figures,
+            }
+    for kind, label in (("bare", "bare aiohttp x{n}"), ("wsmon", "wsmon --workers {n}")):
+        for n in counts:
+            row = medians[(kind, n)]
+            row["speed-up"] = row["msg/s"] / medians[(kind, 1)]["msg/s"]
+            section.rows.append({"server": label.format(n=n), "N": n, **row})
+    top = counts[-1]
+    wsmon_top, bare_top = medians[("wsmon", top)], medians[("bare", top)]
+    section.target(f"wsmon speed-up at N={top}", wsmon_top["speed-up"], 0.9 * top, below=False)
+    if top > 1:
+        section.target(f"wsmon spread at N={top} (worst run)", wsmon_top["spread"], 1.15)
+    section.note = (
+        f"At N={top}: wsmon speed-up {wsmon_top['speed-up']:.2f}, bare aiohttp "
+        f"{bare_top['speed-up']:.2f}; wsmon CPU per message {wsmon_top['server CPU µs/msg']:.1f} "
+        f"µs against {medians[('wsmon', 1)]['server CPU µs/msg']:.1f} at N=1 (bare: "
+        f"{bare_top['server CPU µs/msg']:.1f} against "
+        f"{medians[('bare', 1)]['server CPU µs/msg']:.1f}); cores busy "
+        f"{wsmon_top['cores busy']:.2f} of {usable} (server "
+        f"{wsmon_top['server cores']:.2f}, the rest the clients). Cores busy is /proc/stat over "
+        "the run; server CPU is the scheduler's nanosecond counters of every server process. "
+        "wsmon's connections per worker are from the welcomes, bare aiohttp's from each "
+        "process's open descriptors mid-run; spread is max/min, the worst of the runs."
+    )
+    return section

@@ -374,8 +374,9 @@ async def test_worker_killed_mid_broadcast_loses_no_acknowledged_delivery(
     during and after each restart, across the supervisor's relay.
 
     Each kill catches the supervisor's relay to a dead worker not yet reaped, a window a few
-    event-loop turns wide: before pool.py's WorkerChannel, one kill lost deliveries to the
-    workers after the dead one in about 4 runs of 10, and KILLS kills in 5 runs of 6.
+    event-loop turns wide: before control.py's write dropped frames to a closed peer, one kill
+    lost deliveries to the workers after the dead one in about 4 runs of 10, and KILLS kills in 5
+    runs of 6.
 
     Not covered: an ack is written right after the relay frame is handed to the worker's control
     socket, so it means "left this worker" only while that socket has room. WINDOW keeps it so

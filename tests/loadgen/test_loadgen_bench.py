@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -330,3 +331,88 @@ def test_broker_section_times_both_paths_and_counts_each_process() -> None:
     assert parts["C supervisor"]["on - off µs/chat"] > 0
     assert all(row["broker on µs/chat"] > 0 for row in cost.rows)
     assert "PUBLISH" in cost.note
+
+
+# Issue 14: the reconnect storm and worker scaling ------------------------------------------------
+
+
+def test_worker_counts_double_up_to_the_cpus() -> None:
+    assert sections.worker_counts(1) == [1]
+    assert sections.worker_counts(2) == [1, 2]
+    assert sections.worker_counts(6) == [1, 2, 4, 6]
+    assert sections.worker_counts(8) == [1, 2, 4, 8]
+
+
+def test_storm_client_counts_admissions_and_each_kind_of_failure(scripted: Scripted) -> None:
+    """Ten connections at once from two source addresses against a server that upgrades half,
+    answers 503 to three and closes two without a word: the client says so, and times only the
+    upgraded ones."""
+    replies = iter([UPGRADED] * 5 + [b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"] * 3)
+    server = scripted(lambda request: next(replies, None))
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-P", "-m", "wsmon.loadgen.bench.clients", "storm", server.url),
+            *("--connections", "10", "--sources", "127.0.0.2,127.0.0.3", "--timeout", "10"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline()) == {"ready": 10}
+        proc.send_signal(signal.SIGUSR1)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    figures = json.loads(out.strip().splitlines()[-1])
+    assert proc.returncode == 0
+    assert figures["admitted"] == 5
+    assert figures["failures"] == {"status 503": 3, "closed before the handshake": 2}
+    assert figures["began"] < figures["last_admitted"] < perf_counter()
+    assert figures["workers"] is None  # not asked to expect wsmon's welcome
+
+
+def test_storm_section_admits_everyone_below_capacity_and_reports_the_queue() -> None:
+    """The section end to end, small: every case's connections admitted (case c's 40 are within
+    the rate limit's burst), both targets met, each worker's hand-off queue peak reported."""
+    section = sections.storm(40, rounds=1, sources=2)
+    rows = {(row["server"], row["case"][0]): row for row in section.rows}
+    assert sorted(rows) == sorted(
+        [(server, case) for server in ("bare aiohttp x2", "wsmon --workers 2") for case in "abd"]
+        + [("wsmon --workers 2", "c")]
+    )
+    for (server, case), row in rows.items():
+        assert row["admitted"] == (60 if case == "d" else 40), (server, case)
+        assert row["refused"] == 0
+        assert row["failures"] == "none"
+        assert 0 < row["handshake p50 ms"] <= row["handshake p99 ms"] <= row["max ms"]
+        assert row["s to admit all"] > 0
+        if server.startswith("wsmon"):
+            assert len(row["hand-off queue peak"].split(", ")) == 2
+            assert row["gate refused"] == row["no worker could take"] == 0
+            assert row["worker spread"] is not None
+            assert row["worker spread"] <= 1.15
+    assert [target["met"] for target in section.targets] == [True, True]
+
+
+def test_scaling_section_reports_every_worker_count_for_both_servers() -> None:
+    section = sections.scaling(seconds=0.5, rounds=1, connections=5)
+    counts = sections.worker_counts(len(os.sched_getaffinity(0)))
+    assert [(row["server"].split()[0], row["N"]) for row in section.rows] == [
+        (kind, n) for kind in ("bare", "wsmon") for n in counts
+    ]
+    for row in section.rows:
+        assert row["msg/s"] > 0
+        assert row["server CPU µs/msg"] > 0
+        shares = [int(share) for share in row["connections per process"].split(", ")]
+        assert sum(shares) == 5 * row["N"]
+        assert len(shares) == row["N"]
+        if row["N"] == 1:
+            assert row["speed-up"] == 1
+    wsmon_top = section.rows[-1]
+    if wsmon_top["N"] > 1:
+        assert wsmon_top["spread"] == 1  # least-loaded hand-off: 5 and 5
+    assert len(section.targets) == (2 if counts[-1] > 1 else 1)
