@@ -2,7 +2,7 @@
 
     .venv/bin/python -P tests/deploy/measure_disk.py --days 6 --step 15
 
-The dashboards' backfill generator writes the days (all 174 series of one instance), `promtool
+The dashboards' backfill generator writes the days (every series of one instance), `promtool
 tsdb create-blocks-from openmetrics` makes the blocks (54 h, as the retention test's), and the
 bytes of the blocks are scaled to 30 days. The generator's values are noisier than a real
 server's, so this is nearer an upper bound than a typical figure.

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 SPAN = 35 * DAY
 RETENTION_DAYS = 30
-# Every 5 min: 35 days of all 174 series is 1.75M samples (200 MB of text), imported in ~20 s on
+# Every 5 min: 35 days of all 174 series was 1.75M samples (200 MB of text), imported in ~20 s on
 # two cores; at the bundle's 15 s it would be 20 times that.
 SAMPLE_INTERVAL = 300
 # Prometheus deletes whole blocks only. 54 h blocks (the TSDB range under 3 days) make the block
