@@ -46,6 +46,18 @@ WELCOME_TIMEOUT = 10.0
 GRACE_SECONDS = 5.0
 
 
+def upgrade_request(url: str) -> tuple[str, int, bytes]:
+    """The host, port and WebSocket upgrade request of `url`, for the raw-socket clients."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    request = (
+        f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n\r\n"
+    ).encode()
+    return host, port, request
+
+
 def histogram() -> Any:
     """Latencies in microseconds, with the load generator's bounds (loadgen.stats)."""
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
@@ -222,13 +234,7 @@ def listen(url: str, connections: int) -> None:
     A connection the server closes is dropped (and counted in `closed_by_server`); the others
     keep listening. A server that closes before its handshake answer ends the client (exit 1).
     """
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = (
-        f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n\r\n"
-    ).encode()
+    host, port, request = upgrade_request(url)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     poller = select.epoll()
@@ -349,13 +355,7 @@ async def storm(
     127.0.0.0/8), each timed from its connect call to the 101 (`handshake`) and, from wsmon, to
     its welcome (`admitted`; for a bare server the 101). Failures are counted by what the client
     saw. The result line comes once every connection is admitted or has failed (or `seconds`)."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = (
-        f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n\r\n"
-    ).encode()
+    host, port, request = upgrade_request(url)
     loop = asyncio.get_running_loop()
     go = asyncio.Event()
     loop.add_signal_handler(signal.SIGUSR1, go.set)
