@@ -105,8 +105,11 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         check_broker(settings)
         # Read once here, so a bad key, tokens or web config file stops the start, not each worker.
         auth.from_settings(settings)
-        if settings.metrics_web_config_file:
+        web_config = (
             webconfig.load(Path(settings.metrics_web_config_file))
+            if settings.metrics_web_config_file
+            else None
+        )
     except (ConfigError, ThresholdsError, auth.AuthConfigError, webconfig.WebConfigError) as exc:
         raise click.UsageError(str(exc)) from None
     configure_logging(settings.log_level, "supervisor")
@@ -131,7 +134,9 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     from .supervisor import serve as run_pool
 
     try:
-        run_pool(settings, thresholds)
+        run_pool(
+            settings, thresholds, web_config is not None and web_config.ssl_context() is not None
+        )
     except ListenError as exc:
         raise click.ClickException(
             f"cannot listen on {exc.address}: {_listen_problem(exc)}"

@@ -109,6 +109,7 @@ class Gate:
         self._refused = refused
         self._hand_off = hand_off
         self._waiting: dict[int, Waiting] = {}
+        self._crowded = False  # accepts held for MAX_WAITING (asked of handoff.py once)
         self._log = Throttled(log)
 
     def admit(self, conn: socket.socket, address: str, listener: bytes) -> None:
@@ -117,7 +118,8 @@ class Gate:
         if not self.limit.allow(address):
             self._refuse(conn, RATE_LIMITED, f"{address} opens connections faster than allowed")
             return
-        if len(self._waiting) + 1 >= MAX_WAITING:
+        if not self._crowded and len(self._waiting) + 1 >= MAX_WAITING:
+            self._crowded = True
             self._hold(CROWDED)  # this one still waits; the next ones in the kernel's backlog
         capped = listener == PUBLIC and self.addresses.enabled
         claimed = capped and self.addresses.claim(address, LOOSE)
@@ -136,7 +138,8 @@ class Gate:
         waiting = self._waiting.pop(fd)
         waiting.timer.cancel()
         asyncio.get_running_loop().remove_reader(fd)
-        if len(self._waiting) < MAX_WAITING * 9 // 10:
+        if self._crowded and len(self._waiting) < MAX_WAITING * 9 // 10:
+            self._crowded = False
             self._let_go(CROWDED)
         if waiting.claimed:
             self.addresses.release(waiting.address, LOOSE)

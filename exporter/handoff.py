@@ -190,8 +190,11 @@ class Handoff:
         slot.handed += 1
         if claimed:
             self.addresses.move(address, LOOSE, slot.index)
-        if QUEUES_FULL not in self._held and all(
-            len(s.queued) >= MAX_QUEUED_HANDOFFS for s in alive
+        # Looked at only when this worker's queue has just filled: the common case costs nothing.
+        if (
+            len(slot.queued) >= MAX_QUEUED_HANDOFFS
+            and QUEUES_FULL not in self._held
+            and all(len(s.queued) >= MAX_QUEUED_HANDOFFS for s in alive)
         ):
             self._hold(QUEUES_FULL)
             asyncio.get_running_loop().call_later(ACCEPT_PAUSE, self._room_again)

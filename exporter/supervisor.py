@@ -16,7 +16,6 @@ import dataclasses
 import logging
 import signal
 from collections.abc import Awaitable, Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,7 +23,7 @@ import orjson
 from wsmon import __version__
 from wsmon.thresholds import Threshold, ThresholdsError
 
-from . import broker, webconfig
+from . import broker
 from .broker import Broker, BrokerMetrics
 from .caps import Tally
 from .config import Settings
@@ -42,8 +41,11 @@ log = logging.getLogger(__name__)
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, thresholds: Sequence[Threshold]) -> None:
+    def __init__(
+        self, settings: Settings, thresholds: Sequence[Threshold], operations_tls: bool = False
+    ) -> None:
         self.settings = settings
+        self.operations_tls = operations_tls  # metrics_listen serves https (the CLI read it)
         self.slots = [Slot(index) for index in range(settings.workers)]
         self.tasks = Background()
         self.metrics = PoolMetrics(self.slots)
@@ -109,9 +111,7 @@ class Supervisor:
             )
         operations = self.handoff.address(OPERATIONS)
         if operations is not None:
-            web = self.settings.metrics_web_config_file
-            tls = bool(web) and webconfig.load(Path(web)).ssl_context() is not None
-            scheme = "https" if tls else "http"
+            scheme = "https" if self.operations_tls else "http"
             log.info("/metrics and the health endpoints on %s://%s:%d", scheme, *operations)
         self.tasks.spawn(self.health.sample_forever())
         await self._stopped.wait()
@@ -201,11 +201,13 @@ class Supervisor:
         channel.send({"op": Op.REPLY, "req": request}, await body)
 
 
-def serve(settings: Settings, thresholds: Sequence[Threshold]) -> None:
+def serve(
+    settings: Settings, thresholds: Sequence[Threshold], operations_tls: bool = False
+) -> None:
     """Bind the ports (handoff.ListenError, before any worker starts), then run the pool."""
     from wsmon.loop import run
 
-    supervisor = Supervisor(settings, thresholds)
+    supervisor = Supervisor(settings, thresholds, operations_tls)
     supervisor.handoff.listen()
 
     async def main() -> None:

@@ -72,7 +72,9 @@ def pytest_runtest_protocol(
         return (yield)
 
 
-def _pool_started(settings: Settings, thresholds: Sequence[Threshold]) -> NoReturn:
+def _pool_started(
+    settings: Settings, thresholds: Sequence[Threshold], operations_tls: bool = False
+) -> NoReturn:
     pytest.fail(
         "config validation let a bad setting through; the pool would have started"
         f" (wsmon serve in-process got {settings})",
