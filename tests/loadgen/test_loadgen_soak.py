@@ -77,9 +77,19 @@ def test_a_short_soak_passes_and_writes_its_report(tmp_path: Path) -> None:
         assert found is not None, series
         assert found[1] == found[2] != "0"
     assert 'wsmon_connections_closed_total{code="1009"}' in out
-    # Progress: one line a sample, each with RSS, descriptors and active connections.
-    assert len(re.findall(r"\] load +rss +[\d.]+ MiB .* fds +\d+ +active 50", done.stderr)) >= 8
+    # Progress: one line for each sample the report records, with its RSS, descriptors and active
+    # connections. How many samples fit in 9 s depends on how fast the machine scrapes, and a
+    # churn connection may be open beside the 50 steady ones, so neither is pinned here.
     document = json.loads(reports[0].with_suffix(".json").read_text())
+    printed = re.findall(
+        r"\] (load|closing) +rss +([\d.]+) MiB .* fds +(\d+) +active (\d+)", done.stderr
+    )
+    recorded = [
+        (s["phase"], f"{s['rss'] / 2**20:.1f}", str(s["fds"]), f"{s['active']:g}")
+        for s in document["samples"]
+    ]
+    assert printed == recorded
+    assert sum(1 for s in document["samples"] if s["phase"] == "load" and s["active"] >= 50) >= 3
     assert all(check["passed"] for check in document["checks"])
     assert document["result"]["counts"]["opened"]["steady"] == 50
     assert {s["phase"] for s in document["samples"]} >= {"load"}
