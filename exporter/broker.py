@@ -238,7 +238,7 @@ class Broker:
                 self._subscribed = False
                 self._set_up()
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                     await client.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX)

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import orjson
 
-from . import sections
+from . import crowd, sections
 from .sections import Section
 
 
@@ -86,6 +86,7 @@ def _cell(value: object) -> str:
             "broker",
             "storm",
             "scaling",
+            "crowd",
         ]
     ),
     help="Run only these sections (repeatable).",
@@ -148,6 +149,10 @@ def main(quick: bool, only: tuple[str, ...], out: Path) -> None:
         (
             "scaling",
             lambda: [sections.scaling(seconds=1 if quick else 4, rounds=1 if quick else 3)],
+        ),
+        (
+            "crowd",
+            lambda: [crowd.crowd(5000 if quick else 100_000, seconds=3 if quick else 30)],
         ),
     ]
     started = time.monotonic()

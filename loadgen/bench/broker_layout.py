@@ -75,7 +75,7 @@ def main(subscribers: int, publishes: int) -> None:
         stop = threading.Event()
         listeners = []
         for _ in range(subscribers):
-            pubsub = redis.Redis(port=port).pubsub()  # type: ignore[no-untyped-call]
+            pubsub = redis.Redis(port=port).pubsub()  # type: ignore[no-untyped-call, unused-ignore]
             pubsub.subscribe("wsmon:deliveries")
             listeners.append(pubsub)
 
@@ -99,7 +99,7 @@ def main(subscribers: int, publishes: int) -> None:
             f"PUBLISH of {len(PAYLOAD)} B to one channel with {subscribers} subscribers:"
             f" {per_publish * 1e6:.2f} us of Redis CPU each ({publishes} publishes)"
         )
-        rooms = redis.Redis(port=port).pubsub()  # type: ignore[no-untyped-call]
+        rooms = redis.Redis(port=port).pubsub()  # type: ignore[no-untyped-call, unused-ignore]
         names = [f"wsmon:room:{index}" for index in range(ROOMS)]
         memory = int(client.info("memory")["used_memory"])
         before = cpu(client)

@@ -6,11 +6,15 @@
     python -P -m wsmon.loadgen.bench.clients listen URL --connections 5000
     python -P -m wsmon.loadgen.bench.clients rooms A --other B --connections 20 --rate 10 --cross
     python -P -m wsmon.loadgen.bench.clients storm URL --connections 10000 [--sources 127.0.0.2,…]
+    python -P -m wsmon.loadgen.bench.clients crowd URL --connections 12500 --sources 127.0.0.2 \
+        --every 100 --rate 1 --duration 30
 
 Each prints one JSON object on stdout when it is done (`hold` and `listen` first print a line
 when every connection is open, then wait for SIGTERM; `rooms` prints one when it is ready, then
-waits for SIGUSR1 to start chatting; `storm` likewise, then opens every connection at once).
-They use aiohttp's client, the lightest at hand (`listen` and `storm`: plain sockets), so the
+waits for SIGUSR1 to start chatting; `storm` likewise, then opens every connection at once;
+`crowd` prints one when its connections are open, sends on SIGUSR1, reports, then holds them
+until SIGTERM). They use aiohttp's client, the lightest at hand (`listen`, `storm` and `crowd`:
+plain sockets), so the
 client leaves as much of the two cores as possible to the server; the same client measures
 every server. Times are `time.perf_counter()`: CLOCK_MONOTONIC, comparable across processes
 on one host (uvloop's `loop.time()` has only millisecond resolution).
@@ -40,6 +44,7 @@ import orjson
 import uvloop
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
+from ..client import bind_source
 from ..stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 
 WELCOME_TIMEOUT = 10.0
@@ -56,6 +61,13 @@ def upgrade_request(url: str) -> tuple[str, int, bytes]:
         f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n\r\n"
     ).encode()
     return host, port, request
+
+
+def prepare(sock: socket.socket, source: str | None) -> None:
+    """Make `sock` non-blocking and bind it to `source` (an address of 127.0.0.0/8) if given."""
+    sock.setblocking(False)
+    if source:
+        bind_source(sock, source)
 
 
 def histogram() -> Any:
@@ -374,9 +386,7 @@ async def storm(
         protocol = Handshake(request, welcome, done)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            sock.setblocking(False)
-            if sources:
-                sock.bind((sources[number % len(sources)], 0))
+            prepare(sock, sources[number % len(sources)] if sources else None)
             await asyncio.wait_for(loop.sock_connect(sock, (host, port)), seconds)
             transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
             transports.append(transport)
@@ -412,6 +422,196 @@ async def storm(
     )
     for transport in transports:
         transport.abort()
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class Member(asyncio.Protocol):
+    """One crowd connection on a raw socket. Until `opened` is settled it reads the 101 (and
+    wsmon's welcome); after that every frame is an echo reply for the crowd to time. Slots:
+    a hundred thousand of these make up the client's memory per connection."""
+
+    __slots__ = ("buffer", "crowd", "opened", "transport", "upgraded")
+
+    def __init__(self, crowd: Crowd, opened: asyncio.Future[str]) -> None:
+        self.crowd, self.opened = crowd, opened
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:  # uvloop's is no asyncio.Transport
+        self.transport = transport
+        transport.write(self.crowd.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.upgraded:
+            head, found, rest = bytes(self.buffer).partition(b"\r\n\r\n")
+            if not found:
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.opened.set_result(f"status {head[9:12].decode(errors='replace')}")
+                self.transport.abort()
+                return
+            self.upgraded = True
+            self.buffer = bytearray(rest)
+            if not self.crowd.welcome:
+                self.opened.set_result("ok")
+        for payload in _frames(self.buffer):
+            if not self.opened.done():  # wsmon's welcome, naming the worker
+                self.crowd.workers.append(orjson.loads(payload).get("worker", -1))
+                self.opened.set_result("ok")
+            else:
+                self.crowd.reply(payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_result(
+                "closed before the handshake" if not self.upgraded else "closed before the welcome"
+            )
+        else:
+            self.crowd.closed_by_server += 1
+
+
+class Crowd:
+    """Many idle connections, of which every `every`-th sends echoes on a fixed schedule."""
+
+    def __init__(self, url: str, welcome: bool) -> None:
+        self.host, self.port, self.request = upgrade_request(url)
+        self.welcome = welcome
+        self.workers: list[int] = []
+        self.members: list[Member] = []
+        self.failures: dict[str, int] = {}
+        self.closed_by_server = 0
+        self.scheduled: dict[int, float] = {}
+        self.latencies = histogram()
+        self.sent = self.answered = 0
+        self.sending = True
+        self.all_answered = asyncio.Event()
+
+    def reply(self, payload: bytes) -> None:
+        sent_at = self.scheduled.pop(orjson.loads(payload).get("id"), None)
+        if sent_at is not None:
+            self.latencies.record_value(max(1, int((perf_counter() - sent_at) * 1e6)))
+            self.answered += 1
+            if not self.sending and not self.scheduled:
+                self.all_answered.set()
+
+    async def open(self, source: str | None) -> None:
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future[str] = loop.create_future()
+        member = Member(self, opened)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            prepare(sock, source)
+            async with asyncio.timeout(WELCOME_TIMEOUT):
+                await loop.sock_connect(sock, (self.host, self.port))
+                await loop.create_connection(lambda: member, sock=sock)
+                outcome = await opened
+        except TimeoutError:
+            outcome = "timed out"
+        except OSError as exc:
+            outcome = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        if outcome == "ok":
+            self.members.append(member)
+            return
+        if member.transport is not None:
+            member.transport.abort()
+        sock.close()
+        self.failures[outcome] = self.failures.get(outcome, 0) + 1
+
+    async def send(self, member: Member, first: float, interval: float, stop_at: float) -> None:
+        due = first
+        while due < stop_at:
+            delay = due - perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if member.transport.is_closing():
+                return
+            number = self.sent
+            self.sent += 1
+            self.scheduled[number] = due
+            text = f'{{"type":"echo","id":{number}}}'.encode()
+            # A client frame is masked; a zero key leaves the payload as it is (RFC 6455 5.3).
+            member.transport.write(bytes((0x81, 0x80 | len(text))) + b"\0\0\0\0" + text)
+            due += interval
+
+
+async def crowd(
+    url: str,
+    connections: int,
+    welcome: bool,
+    sources: list[str],
+    every: int,
+    rate: float,
+    duration: float,
+    in_flight: int,
+) -> None:
+    """Issue 14, item 1: open half of `connections` (from `sources` in turn, `in_flight` at a
+    time), print a halfway line and wait for SIGUSR1 (the server is measured there, so that what
+    the second half costs is the cost of a connection alone), open the rest and print a ready
+    line with this process's memory per connection. On the next SIGUSR1 every `every`-th
+    connection sends `rate` echoes a second for `duration` s on a fixed schedule, each timed
+    from its scheduled moment to its reply; print the result, and hold every connection until
+    SIGTERM."""
+    loop = asyncio.get_running_loop()
+    go, stop = asyncio.Event(), asyncio.Event()
+    loop.add_signal_handler(signal.SIGUSR1, go.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    crowd = Crowd(url, welcome)
+    rss_before = resident_bytes()
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(number: int) -> None:
+        async with gate:
+            await crowd.open(sources[number % len(sources)] if sources else None)
+
+    half = connections // 2
+    for first, last in ((0, half), (half, connections)):
+        if first:
+            emit({"halfway": len(crowd.members)})
+            await go.wait()
+            go.clear()
+        await asyncio.gather(*(one(number) for number in range(first, last)))
+    quiet_collector()
+    ready = len(crowd.members)
+    emit(
+        {
+            "ready": ready,
+            "failures": crowd.failures,
+            "client_bytes_per_connection": (resident_bytes() - rss_before) / max(ready, 1),
+            "workers": crowd.workers if welcome else None,
+        }
+    )
+    await go.wait()
+    interval = 1.0 / rate
+    begin = perf_counter() + 0.2
+    stop_at = begin + duration
+    rng = random.Random(1)
+    senders = crowd.members[::every]
+    await asyncio.gather(
+        *(crowd.send(m, begin + rng.random() * interval, interval, stop_at) for m in senders)
+    )
+    crowd.sending = False
+    if crowd.scheduled:  # a reply still missing after the grace period is a failure
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(crowd.all_answered.wait(), GRACE_SECONDS)
+    emit(
+        {
+            "senders": len(senders),
+            "sent": crowd.sent,
+            "answered": crowd.answered,
+            "histogram": crowd.latencies.encode().decode(),
+            "closed_by_server": crowd.closed_by_server,
+        }
+    )
+    await stop.wait()
+    for member in crowd.members:
+        member.transport.abort()
+    emit({"closed": len(crowd.members)})
 
 
 CHAT_TEXT = "the quick brown fox jumps over the lazy dog"
@@ -609,7 +809,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("pingpong", "open", "hold", "listen", "rooms", "storm"))
+    parser.add_argument(
+        "mode", choices=("pingpong", "open", "hold", "listen", "rooms", "storm", "crowd")
+    )
     parser.add_argument("url")
     parser.add_argument("--connections", type=int, required=True)
     parser.add_argument("--duration", type=float, default=4.0)
@@ -620,13 +822,23 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=2, help="rooms: members per instance")
     parser.add_argument("--cross", action="store_true", help="rooms: the instances share a broker")
     parser.add_argument(
-        "--sources", default="", help="storm: source addresses to bind, comma-separated"
+        "--sources", default="", help="storm, crowd: source addresses to bind, comma-separated"
     )
+    parser.add_argument("--every", type=int, default=100, help="crowd: 1 in this many sends")
+    parser.add_argument("--in-flight", type=int, default=200, help="crowd: handshakes at a time")
     parser.add_argument("--timeout", type=float, default=60.0, help="storm: seconds at most")
     args = parser.parse_args()
+    sources = [address for address in args.sources.split(",") if address]
     if args.mode == "storm":
-        sources = [address for address in args.sources.split(",") if address]
         uvloop.run(storm(args.url, args.connections, args.wsmon, sources, args.timeout))
+    elif args.mode == "crowd":
+        uvloop.run(
+            crowd(
+                args.url,
+                *(args.connections, args.wsmon, sources, args.every),
+                *(args.rate, args.duration, args.in_flight),
+            )
+        )
     elif args.mode == "pingpong":
         uvloop.run(pingpong(args.url, args.connections, args.duration, args.wsmon))
     elif args.mode == "open":

@@ -1,0 +1,292 @@
+"""Issue 14, item 1: a hundred thousand connections on one machine, server and clients together.
+
+Both servers get the same number of processes (wsmon's workers, bare aiohttp's SO_REUSEPORT
+group), enough that none needs more descriptors than one process may hold here (20,000, not to
+be raised). The clients are as many processes, each on source addresses of its own in
+127.0.0.0/8 (one address has 28,232 ephemeral ports towards one server port), opening their
+share a few hundred at a time on plain sockets. Once every connection is open the servers are
+measured idle (resident memory per connection, descriptors per process, for wsmon /metrics),
+then 1 in `every` connections sends one echo a second on a fixed schedule, timed from its
+scheduled moment to its reply.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
+
+from ..stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+from .procs import (
+    Server,
+    cpu_seconds,
+    fd_count,
+    rss_bytes,
+    running,
+    start_baseline,
+    start_wsmon,
+)
+from .sections import (
+    Figures,
+    Section,
+    _pct,
+    client,
+    listen_drops,
+    metric_values,
+    result,
+    scrape,
+    spread,
+    stop,
+)
+
+FD_LIMIT_HERE = 20_000  # RLIMIT_NOFILE, soft and hard, on this workplace's machines
+SCRAPES = 30
+# Source addresses per client process. connect() finds a free port by walking the ephemeral
+# range of the source address, so it slows as the address fills: from one address, 10,000
+# connections opened at 1,800 a second; from four, at 4,000 (the clients' CPU, not the server's).
+ADDRESSES_EACH = 4
+
+
+def processes_for(connections: int) -> int:
+    """Server (and client) processes: each below 15,000 connections, so a kernel hash that
+    spreads 1.3x unevenly (bare aiohttp's SO_REUSEPORT) still fits under the descriptor limit."""
+    return max(2, math.ceil(connections / 15_000))
+
+
+def tcp_memory_pages() -> int:
+    """Pages the kernel's TCP stack holds for every socket (/proc/net/sockstat, TCP: mem)."""
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()
+            return int(fields[fields.index("mem") + 1])
+    return 0
+
+
+def tcp_memory_limits() -> list[int]:
+    """net.ipv4.tcp_mem: low, pressure and high, in pages."""
+    return [int(value) for value in Path("/proc/sys/net/ipv4/tcp_mem").read_text().split()]
+
+
+def line_of(proc: subprocess.Popen[bytes]) -> Figures:
+    """A crowd client's next report line."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"benchmark client (crowd) exited with code {proc.wait()}")
+    figures: Figures = orjson.loads(line)
+    return figures
+
+
+def crowd_run(
+    server: Server, connections: int, every: int, seconds: float, processes: int, block: int
+) -> Figures:
+    """One server's run; its clients connect from addresses 127.0.`block`.x, ADDRESSES_EACH
+    a process, unused by the other run (ports left in TIME_WAIT would slow its connects)."""
+    share = [connections // processes + (i < connections % processes) for i in range(processes)]
+    sources = [
+        ",".join(f"127.0.{block}.{1 + i * ADDRESSES_EACH + j}" for j in range(ADDRESSES_EACH))
+        for i in range(processes)
+    ]
+    wsmon = server.name.startswith("wsmon")
+    metrics_url = server.url.replace("ws://", "http://").replace("/ws", "/metrics")
+    supervisor = [server.launched[0].pid] if wsmon else []
+    time.sleep(0.5)
+    rss_idle = {pid: rss_bytes([pid]) for pid in server.processes}
+    fds_idle = {pid: fd_count([pid]) for pid in server.processes}
+    cpu_before, supervisor_before = server.cpu(), cpu_seconds(supervisor)
+    drops_before, started = listen_drops(), time.perf_counter()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n, source in zip(share, sources, strict=True):
+            procs.append(
+                client(
+                    "crowd",
+                    server,
+                    n,
+                    *("--sources", source, "--every", str(every)),
+                    *("--rate", "1", "--duration", str(seconds)),
+                )
+            )
+        halfway = [line_of(proc)["halfway"] for proc in procs]
+        first_half = time.perf_counter() - started
+        time.sleep(1.0)  # allocations settle
+        rss_half = {pid: rss_bytes([pid]) for pid in server.processes}
+        resumed = time.perf_counter()
+        for proc in procs:
+            proc.send_signal(signal.SIGUSR1)
+        ready = [line_of(proc) for proc in procs]
+        opened_in = first_half + time.perf_counter() - resumed
+        connect_cpu = server.cpu() - cpu_before
+        supervisor_cpu = cpu_seconds(supervisor) - supervisor_before
+        time.sleep(1.0)
+        rss_held = {pid: rss_bytes([pid]) for pid in server.processes}
+        held = {pid: fd_count([pid]) - fds_idle.get(pid, 0) for pid in server.processes}
+        tcp_pages = tcp_memory_pages()
+        times, size = [], 0
+        if wsmon:
+            for _ in range(SCRAPES):
+                elapsed, size = scrape(metrics_url)
+                times.append(elapsed)
+            times.sort()
+        for proc in procs:
+            proc.send_signal(signal.SIGUSR1)
+        parts = [line_of(proc) for proc in procs]
+        load_rss = server.rss()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            result(proc, timeout=60)
+    finally:
+        stop(procs)
+    admitted = sum(r["ready"] for r in ready)
+    failures: dict[str, int] = {}
+    for r in ready:
+        for kind, count in r["failures"].items():
+            failures[kind] = failures.get(kind, 0) + count
+    latencies = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    for part in parts:
+        latencies.add(HdrHistogram.decode(part["histogram"]))
+    sent, answered = sum(p["sent"] for p in parts), sum(p["answered"] for p in parts)
+    serving = {pid: n for pid, n in held.items() if pid not in supervisor}
+    workers = [w for r in ready for w in (r["workers"] or [])]
+    figures: Figures = {
+        "connections": connections,
+        "admitted": admitted,
+        "failures": ", ".join(f"{k} {v}" for k, v in sorted(failures.items())) or "none",
+        "s to open all": opened_in,
+        "connects/s": admitted / opened_in,
+        "KiB per idle connection": (sum(rss_held.values()) - sum(rss_half.values()))
+        / max(admitted - sum(halfway), 1)
+        / 1024,
+        "KiB per connection from start": (sum(rss_held.values()) - sum(rss_idle.values()))
+        / max(admitted, 1)
+        / 1024,
+        "server RSS MiB": sum(rss_held.values()) / 2**20,
+        "RSS growth by process MiB": ", ".join(
+            f"{(rss_held[pid] - rss_idle.get(pid, 0)) / 2**20:.1f}" for pid in rss_held
+        ),
+        "RSS under load MiB": load_rss / 2**20,
+        "most descriptors in one process": max(fds_idle.get(p, 0) + n for p, n in held.items()),
+        "spread": spread(workers)
+        if wsmon
+        else max(serving.values()) / max(1, min(serving.values())),
+        "senders": sum(p["senders"] for p in parts),
+        "sent": sent,
+        "message success %": 100 * answered / sent if sent else None,
+        "p50 ms": latencies.get_value_at_percentile(50) / 1000,
+        "p99 ms": latencies.get_value_at_percentile(99) / 1000,
+        "max ms": latencies.get_max_value() / 1000,
+        "closed by server": sum(p["closed_by_server"] for p in parts),
+        "client KiB per connection": sum(
+            r["client_bytes_per_connection"] * r["ready"] for r in ready
+        )
+        / max(admitted, 1)
+        / 1024,
+        "server CPU s to connect": connect_cpu,
+        "kernel TCP memory pages": tcp_pages,
+        "accept-queue overflows": listen_drops()["ListenOverflows"]
+        - drops_before["ListenOverflows"],
+    }
+    if wsmon:
+        figures |= {
+            "supervisor µs per connection": supervisor_cpu / max(admitted, 1) * 1e6,
+            "workers µs per connection": (connect_cpu - supervisor_cpu) / max(admitted, 1) * 1e6,
+            "/metrics p50 ms": _pct(times, 50),
+            "/metrics p99 ms": _pct(times, 99),
+            "/metrics bytes": size,
+            "hand-off queue peak": ", ".join(
+                f"{int(v)}"
+                for _, v in sorted(metric_values(metrics_url, "wsmon_handoff_queued_max").items())
+            ),
+        }
+    return figures
+
+
+def crowd(connections: int, every: int = 100, seconds: float = 30) -> Section:
+    """wsmon and bare aiohttp with the same number of processes, one run each, bare first."""
+    processes = processes_for(connections)
+    capacity = math.ceil(connections / processes * 1.1)
+    section = Section(
+        "crowd",
+        f"{connections:,} connections, 1 in {every} sending one echo a second for {seconds:g} s;"
+        f" {processes} server processes each, {processes} client processes on"
+        f" {processes * ADDRESSES_EACH} source addresses",
+        [
+            "server",
+            "admitted",
+            "failures",
+            "s to open all",
+            "connects/s",
+            "KiB per idle connection",
+            "KiB per connection from start",
+            "server RSS MiB",
+            "most descriptors in one process",
+            "spread",
+            "message success %",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "/metrics p50 ms",
+            "/metrics p99 ms",
+            "supervisor µs per connection",
+            "workers µs per connection",
+            "client KiB per connection",
+        ],
+    )
+    rows: dict[str, Figures] = {}
+    makers: list[tuple[str, Callable[[], Server]]] = [
+        ("bare", lambda: start_baseline("aiohttp", processes)),
+        ("wsmon", lambda: start_wsmon(processes, "--worker-capacity", str(capacity))),
+    ]
+    for block, (kind, make) in enumerate(makers, start=10):
+        with running(make()) as server:
+            rows[kind] = {
+                "server": server.name,
+                **crowd_run(server, connections, every, seconds, processes, block),
+            }
+            section.rows.append(rows[kind])
+    ws, bare = rows["wsmon"], rows["bare"]
+    section.target("wsmon connections refused", connections - ws["admitted"], 0)
+    section.target("wsmon message success", ws["message success %"], 100, below=False, unit=" %")
+    section.target("wsmon p99 of the senders' echoes", ws["p99 ms"], 50, unit=" ms")
+    section.target(
+        "wsmon memory per idle connection", ws["KiB per idle connection"], 16, unit=" KiB"
+    )
+    section.target(f"/metrics p99 at {connections:,}", ws["/metrics p99 ms"], 10, unit=" ms")
+    section.target(
+        "wsmon time to open all ÷ bare aiohttp's", ws["s to open all"] / bare["s to open all"], 1.25
+    )
+    pressure = tcp_memory_limits()[1]
+    double = 2 * connections
+    memory_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    section.note = (
+        f"The next step, {double:,} connections, here: descriptors: the busiest wsmon process "
+        f"held {ws['most descriptors in one process']:,} of {FD_LIMIT_HERE:,}, so "
+        f"{math.ceil(double / (FD_LIMIT_HERE - 256))}+ workers (and as many client processes); "
+        f"memory: {ws['server RSS MiB'] / 1024:.2f} GiB of server RSS and "
+        f"{ws['client KiB per connection'] * connections / 2**20:.2f} GiB of clients for "
+        f"{connections:,}, so about twice that of the machine's {memory_gib:.0f} GiB for "
+        f"{double:,}; "
+        f"the kernel: TCP held {ws['kernel TCP memory pages']:,} pages with every connection idle, "
+        f"against tcp_mem's pressure mark of {pressure:,} (idle sockets hold almost none; queued "
+        f"data does); ports: {math.ceil(connections / processes / ADDRESSES_EACH):,} a source "
+        "address of 28,232. "
+        "The hand-off: wsmon's supervisor spent "
+        f"{ws['supervisor µs per connection']:.0f} µs of CPU a connection (its workers "
+        f"{ws['workers µs per connection']:.0f} µs), so on one core of "
+        f"its own it could hand off {1e6 / max(ws['supervisor µs per connection'], 1e-3):,.0f} "
+        f"a second against the {ws['connects/s']:,.0f} a second the whole machine opened. "
+        "KiB per idle connection is what the second half of the connections added to the "
+        "server's RSS, over their number: the cost of one more connection. From start, the "
+        "same over all of them from the server's RSS before any, which also counts what each "
+        "process allocates once, on its first connections. The client's is its RSS growth over its "
+        "connections."
+    )
+    return section
