@@ -558,10 +558,33 @@ async def crowd(
     from its scheduled moment to its reply; print the result, and hold every connection until
     SIGTERM."""
     loop = asyncio.get_running_loop()
-    go, stop = asyncio.Event(), asyncio.Event()
+    go = asyncio.Event()
     loop.add_signal_handler(signal.SIGUSR1, go.set)
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    # SIGTERM, at any step: every connection is closed and the client exits.
+    body = asyncio.current_task()
+    assert body is not None
+    loop.add_signal_handler(signal.SIGTERM, body.cancel)
     crowd = Crowd(url, welcome)
+    try:
+        await crowd_steps(crowd, go, connections, sources, every, rate, duration, in_flight)
+        await asyncio.Event().wait()  # hold the connections until SIGTERM
+    except asyncio.CancelledError:
+        pass
+    for member in crowd.members:
+        member.transport.abort()
+    emit({"closed": len(crowd.members)})
+
+
+async def crowd_steps(
+    crowd: Crowd,
+    go: asyncio.Event,
+    connections: int,
+    sources: list[str],
+    every: int,
+    rate: float,
+    duration: float,
+    in_flight: int,
+) -> None:
     rss_before = resident_bytes()
     gate = asyncio.Semaphore(in_flight)
 
@@ -583,7 +606,7 @@ async def crowd(
             "ready": ready,
             "failures": crowd.failures,
             "client_bytes_per_connection": (resident_bytes() - rss_before) / max(ready, 1),
-            "workers": crowd.workers if welcome else None,
+            "workers": crowd.workers if crowd.welcome else None,
         }
     )
     await go.wait()
@@ -608,10 +631,6 @@ async def crowd(
             "closed_by_server": crowd.closed_by_server,
         }
     )
-    await stop.wait()
-    for member in crowd.members:
-        member.transport.abort()
-    emit({"closed": len(crowd.members)})
 
 
 CHAT_TEXT = "the quick brown fox jumps over the lazy dog"

@@ -27,7 +27,7 @@ import pytest
 from support.polling import wait_until
 from support.processes import HOST
 
-from wsmon.loadgen.bench import sections
+from wsmon.loadgen.bench import crowd, sections
 from wsmon.loadgen.bench.procs import Server, cpu_seconds
 
 pytestmark = pytest.mark.integration
@@ -60,15 +60,17 @@ class ScriptedServer:
         self.answer = answer
         self.hang_up = hang_up
         self.connections: list[socket.socket] = []
+        self.peers: list[str] = []  # each connection's source address, in order
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self) -> None:
         while True:
             try:
-                conn, _ = self.listener.accept()
+                conn, peer = self.listener.accept()
             except OSError:  # closed by close()
                 return
+            self.peers.append(peer[0])
             request = b""
             while b"\r\n\r\n" not in request:
                 chunk = conn.recv(4096)
@@ -416,3 +418,66 @@ def test_scaling_section_reports_every_worker_count_for_both_servers() -> None:
     if wsmon_top["N"] > 1:
         assert wsmon_top["spread"] == 1  # least-loaded hand-off: 5 and 5
     assert len(section.targets) == (2 if counts[-1] > 1 else 1)
+
+
+def test_crowd_client_opens_in_two_halves_from_its_sources_and_counts_failures(
+    scripted: Scripted,
+) -> None:
+    """Ten connections one at a time from two source addresses, against a server that upgrades
+    six, answers 503 to two and closes two without a word: the client stops halfway (five open),
+    then reports six open and the failures by kind; SIGTERM while it waits ends it cleanly."""
+    replies = iter([UPGRADED] * 6 + [b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"] * 2)
+    server = scripted(lambda request: next(replies, None))
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-P", "-m", "wsmon.loadgen.bench.clients", "crowd", server.url),
+            *("--connections", "10", "--sources", "127.0.0.2,127.0.0.3", "--in-flight", "1"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline()) == {"halfway": 5}
+        proc.send_signal(signal.SIGUSR1)
+        ready = json.loads(proc.stdout.readline())
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert ready["ready"] == 6
+    assert ready["failures"] == {"status 503": 2, "closed before the handshake": 2}
+    assert ready["client_bytes_per_connection"] >= 0
+    assert ready["workers"] is None  # not asked to expect wsmon's welcome
+    assert json.loads(out.strip().splitlines()[-1]) == {"closed": 6}
+    assert server.peers == ["127.0.0.2", "127.0.0.3"] * 5
+
+
+def test_crowd_section_holds_every_connection_and_answers_every_echo() -> None:
+    """The section end to end, small: 400 connections on each server, 1 in 10 sending one echo
+    in its second; both admit all, answer all, and the figures the report quotes are there."""
+    section = crowd.crowd(400, every=10, seconds=1)
+    assert [row["server"] for row in section.rows] == ["bare aiohttp x2", "wsmon --workers 2"]
+    for row in section.rows:
+        assert row["admitted"] == 400
+        assert row["failures"] == "none"
+        assert row["senders"] == 40
+        assert row["sent"] == 40  # one each in one second, the first at a random phase in it
+        assert row["message success %"] == 100
+        assert 0 < row["p50 ms"] <= row["p99 ms"] <= row["max ms"]
+        assert row["KiB per idle connection"] > 0
+        assert row["most descriptors in one process"] >= 200
+        assert row["spread"] <= 1.15
+        assert row["closed by server"] == 0
+    wsmon_row = section.rows[1]
+    assert 0 < wsmon_row["/metrics p50 ms"] <= wsmon_row["/metrics p99 ms"]
+    assert wsmon_row["supervisor µs per connection"] > 0
+    assert len(wsmon_row["hand-off queue peak"].split(", ")) == 2
+    targets = {target["target"].split(" ≤")[0].split(" ≥")[0]: target for target in section.targets}
+    assert targets["wsmon connections refused"]["met"]
+    assert targets["wsmon message success"]["met"]
+    assert "The next step, 800 connections" in section.note
