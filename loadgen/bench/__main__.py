@@ -124,7 +124,7 @@ def main(quick: bool, only: tuple[str, ...], out: Path) -> None:
                 )
             ],
         ),
-        ("broadcast", lambda: sections.broadcast_and_scrape(big, broadcasts=5 if quick else 30)),
+        ("broadcast", lambda: sections.broadcast_and_scrape(big, broadcasts=5 if quick else 100)),
         (
             "workers",
             lambda: [
