@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import orjson
 
-from . import crowd, sections
+from . import crowd, gap, sections
 from .sections import Section
 
 
@@ -87,6 +87,7 @@ def _cell(value: object) -> str:
             "storm",
             "scaling",
             "crowd",
+            "gap",
         ]
     ),
     help="Run only these sections (repeatable).",
@@ -150,6 +151,7 @@ def main(quick: bool, only: tuple[str, ...], out: Path) -> None:
             "scaling",
             lambda: [sections.scaling(seconds=1 if quick else 4, rounds=1 if quick else 3)],
         ),
+        ("gap", lambda: [gap.gap(seconds=1 if quick else 4, rounds=1 if quick else 6)]),
         (
             "crowd",
             lambda: [crowd.crowd(5000 if quick else 100_000, seconds=3 if quick else 30)],

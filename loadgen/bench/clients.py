@@ -125,8 +125,15 @@ async def pingpong(url: str, connections: int, duration: float, welcome: bool) -
     message = '{"type":"echo","id":1,"payload":"the quick brown fox jumps"}'
     counts = [0]
     workers: list[int] | None = [] if welcome else None
+    # Several URLs, comma-separated: the connections are shared out among them evenly.
+    urls = url.split(",")
     async with session() as client:
-        sockets, failed, _ = await open_all(client, url, connections, workers)
+        sockets, failed = [], 0
+        for index, target in enumerate(urls):
+            share = connections // len(urls) + (index < connections % len(urls))
+            opened, lost, _ = await open_all(client, target, share, workers)
+            sockets += opened
+            failed += lost
         stop_at = perf_counter() + duration
 
         async def loop(ws: Any) -> None:

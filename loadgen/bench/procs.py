@@ -61,6 +61,19 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / 1e9
 
 
+def context_switches(pids: list[int]) -> int:
+    """Voluntary context switches of these processes' threads (/proc/PID/status): how often they
+    went to sleep waiting for work, each sleep a wake-up to pay for."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*/status"):
+            with contextlib.suppress(OSError, ValueError):
+                for line in task.read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+    return total
+
+
 def rss_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:

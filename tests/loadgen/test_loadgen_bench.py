@@ -27,7 +27,7 @@ import pytest
 from support.polling import wait_until
 from support.processes import HOST
 
-from wsmon.loadgen.bench import crowd, sections
+from wsmon.loadgen.bench import crowd, gap, sections
 from wsmon.loadgen.bench.procs import Server, cpu_seconds
 
 pytestmark = pytest.mark.integration
@@ -481,3 +481,21 @@ def test_crowd_section_holds_every_connection_and_answers_every_echo() -> None:
     assert targets["wsmon connections refused"]["met"]
     assert targets["wsmon message success"]["met"]
     assert "The next step, 800 connections" in section.note
+
+
+def test_gap_section_measures_three_servers_from_one_client() -> None:
+    """Bare aiohttp with SO_REUSEPORT, bare aiohttp on two ports (the client's URLs, one per
+    process, its connections shared between them) and wsmon --workers 2: each answers, costs
+    CPU, and its sleeps are counted."""
+    section = gap.gap(seconds=0.5, rounds=1)
+    assert [row["server"] for row in section.rows] == [
+        "bare aiohttp x2 (SO_REUSEPORT)",
+        "bare aiohttp x2, two ports",
+        "wsmon --workers 2",
+    ]
+    for row in section.rows:
+        assert row["msg/s"] > 0
+        assert row["server CPU µs/msg"] > 0
+        assert row["sleeps per 1,000 msg"] >= 0
+    assert len(section.targets) == 1
+    assert section.targets[0]["measured"] > 0
