@@ -35,6 +35,7 @@ import signal
 import socket
 import sys
 import threading
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 from urllib.parse import urlsplit
@@ -547,23 +548,26 @@ class Crowd:
             due += interval
 
 
-async def crowd(
-    url: str,
-    connections: int,
-    welcome: bool,
-    sources: list[str],
-    every: int,
-    rate: float,
-    duration: float,
-    in_flight: int,
-) -> None:
-    """Issue 14, item 1: open half of `connections` (from `sources` in turn, `in_flight` at a
-    time), print a halfway line and wait for SIGUSR1 (the server is measured there, so that what
-    the second half costs is the cost of a connection alone), open the rest and print a ready
-    line with this process's memory per connection. On the next SIGUSR1 every `every`-th
-    connection sends `rate` echoes a second for `duration` s on a fixed schedule, each timed
-    from its scheduled moment to its reply; print the result, and hold every connection until
-    SIGTERM."""
+@dataclass(frozen=True)
+class CrowdPlan:
+    """What `crowd` opens and sends: `connections` from `sources` in turn, `in_flight` at a
+    time; every `every`-th sends `rate` echoes a second for `duration` s."""
+
+    connections: int
+    sources: list[str]
+    every: int
+    rate: float
+    duration: float
+    in_flight: int
+
+
+async def crowd(url: str, welcome: bool, plan: CrowdPlan) -> None:
+    """Issue 14, item 1: open half of the plan's connections, print a halfway line and wait for
+    SIGUSR1 (the server is measured there, so that what the second half costs is the cost of a
+    connection alone), open the rest and print a ready line with this process's memory per
+    connection. On the next SIGUSR1 the plan's senders send on a fixed schedule, each echo
+    timed from its scheduled moment to its reply; print the result, and hold every connection
+    until SIGTERM."""
     loop = asyncio.get_running_loop()
     go = asyncio.Event()
     loop.add_signal_handler(signal.SIGUSR1, go.set)
@@ -573,7 +577,7 @@ async def crowd(
     loop.add_signal_handler(signal.SIGTERM, body.cancel)
     crowd = Crowd(url, welcome)
     try:
-        await crowd_steps(crowd, go, connections, sources, every, rate, duration, in_flight)
+        await crowd_steps(crowd, go, plan)
         await asyncio.Event().wait()  # hold the connections until SIGTERM
     except asyncio.CancelledError:
         pass
@@ -582,18 +586,10 @@ async def crowd(
     emit({"closed": len(crowd.members)})
 
 
-async def crowd_steps(
-    crowd: Crowd,
-    go: asyncio.Event,
-    connections: int,
-    sources: list[str],
-    every: int,
-    rate: float,
-    duration: float,
-    in_flight: int,
-) -> None:
+async def crowd_steps(crowd: Crowd, go: asyncio.Event, plan: CrowdPlan) -> None:
+    connections, sources = plan.connections, plan.sources
     rss_before = resident_bytes()
-    gate = asyncio.Semaphore(in_flight)
+    gate = asyncio.Semaphore(plan.in_flight)
 
     async def one(number: int) -> None:
         async with gate:
@@ -617,11 +613,11 @@ async def crowd_steps(
         }
     )
     await go.wait()
-    interval = 1.0 / rate
+    interval = 1.0 / plan.rate
     begin = perf_counter() + 0.2
-    stop_at = begin + duration
+    stop_at = begin + plan.duration
     rng = random.Random(1)
-    senders = crowd.members[::every]
+    senders = crowd.members[:: plan.every]
     await asyncio.gather(
         *(crowd.send(m, begin + rng.random() * interval, interval, stop_at) for m in senders)
     )
@@ -858,13 +854,10 @@ def main() -> None:
     if args.mode == "storm":
         uvloop.run(storm(args.url, args.connections, args.wsmon, sources, args.timeout))
     elif args.mode == "crowd":
-        uvloop.run(
-            crowd(
-                args.url,
-                *(args.connections, args.wsmon, sources, args.every),
-                *(args.rate, args.duration, args.in_flight),
-            )
+        plan = CrowdPlan(
+            args.connections, sources, args.every, args.rate, args.duration, args.in_flight
         )
+        uvloop.run(crowd(args.url, args.wsmon, plan))
     elif args.mode == "pingpong":
         uvloop.run(pingpong(args.url, args.connections, args.duration, args.wsmon))
     elif args.mode == "open":

@@ -131,6 +131,28 @@ def listener(url: str, connections: int) -> subprocess.Popen[str]:
     )
 
 
+def upgrading(scripted: Scripted, upgraded: int, busy: int) -> ScriptedServer:
+    """A server that upgrades the first `upgraded` connections, answers 503 to the next `busy`,
+    and closes every one after them without a word."""
+    replies = iter(
+        [UPGRADED] * upgraded + [b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"] * busy
+    )
+    return scripted(lambda request: next(replies, None))
+
+
+def bench_client(mode: str, url: str, *args: str) -> subprocess.Popen[str]:
+    """A raw-socket bench client (storm, crowd) of ten connections from two source addresses."""
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-P", "-m", "wsmon.loadgen.bench.clients", mode, url),
+            *("--connections", "10", "--sources", "127.0.0.2,127.0.0.3", *args),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 def sockets_of(pid: int) -> int:
     """How many sockets `pid` holds open (its descriptors that link to socket:[inode])."""
     fds = Path(f"/proc/{pid}/fd")
@@ -349,17 +371,8 @@ def test_storm_client_counts_admissions_and_each_kind_of_failure(scripted: Scrip
     """Ten connections at once from two source addresses against a server that upgrades half,
     answers 503 to three and closes two without a word: the client says so, and times only the
     upgraded ones."""
-    replies = iter([UPGRADED] * 5 + [b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"] * 3)
-    server = scripted(lambda request: next(replies, None))
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-P", "-m", "wsmon.loadgen.bench.clients", "storm", server.url),
-            *("--connections", "10", "--sources", "127.0.0.2,127.0.0.3", "--timeout", "10"),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server = upgrading(scripted, 5, busy=3)
+    proc = bench_client("storm", server.url, "--timeout", "10")
     try:
         assert proc.stdout is not None
         assert json.loads(proc.stdout.readline()) == {"ready": 10}
@@ -426,17 +439,8 @@ def test_crowd_client_opens_in_two_halves_from_its_sources_and_counts_failures(
     """Ten connections one at a time from two source addresses, against a server that upgrades
     six, answers 503 to two and closes two without a word: the client stops halfway (five open),
     then reports six open and the failures by kind; SIGTERM while it waits ends it cleanly."""
-    replies = iter([UPGRADED] * 6 + [b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"] * 2)
-    server = scripted(lambda request: next(replies, None))
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-P", "-m", "wsmon.loadgen.bench.clients", "crowd", server.url),
-            *("--connections", "10", "--sources", "127.0.0.2,127.0.0.3", "--in-flight", "1"),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server = upgrading(scripted, 6, busy=2)
+    proc = bench_client("crowd", server.url, "--in-flight", "1")
     try:
         assert proc.stdout is not None
         assert json.loads(proc.stdout.readline()) == {"halfway": 5}
@@ -471,9 +475,11 @@ def test_crowd_section_holds_every_connection_and_answers_every_echo() -> None:
         assert 0 < row["p50 ms"] <= row["p99 ms"] <= row["max ms"]
         assert row["KiB per idle connection"] > 0
         assert row["most descriptors in one process"] >= 200
-        assert row["spread"] <= 1.15
+        assert row["spread"] >= 1
         assert row["closed by server"] == 0
     wsmon_row = section.rows[1]
+    # The supervisor balances exactly; bare aiohttp's share is the kernel's hash (not asserted).
+    assert wsmon_row["spread"] <= 1.05
     assert 0 < wsmon_row["/metrics p50 ms"] <= wsmon_row["/metrics p99 ms"]
     assert wsmon_row["supervisor µs per connection"] > 0
     assert len(wsmon_row["hand-off queue peak"].split(", ")) == 2
