@@ -47,6 +47,7 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
 from ..client import bind_source
 from ..stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
+from .procs import rss_bytes
 
 WELCOME_TIMEOUT = 10.0
 GRACE_SECONDS = 5.0
@@ -433,8 +434,7 @@ async def storm(
 
 
 def resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return rss_bytes([os.getpid()])
 
 
 class Member(asyncio.Protocol):
@@ -480,7 +480,7 @@ class Member(asyncio.Protocol):
             self.opened.set_result(
                 "closed before the handshake" if not self.upgraded else "closed before the welcome"
             )
-        else:
+        elif self.opened.result() == "ok":  # a refused one was closed by its own abort
             self.crowd.closed_by_server += 1
 
 

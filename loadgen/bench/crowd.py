@@ -4,10 +4,11 @@ Both servers get the same number of processes (wsmon's workers, bare aiohttp's S
 group), enough that none needs more descriptors than one process may hold here (20,000, not to
 be raised). The clients are as many processes, each on source addresses of its own in
 127.0.0.0/8 (one address has 28,232 ephemeral ports towards one server port), opening their
-share a few hundred at a time on plain sockets. Once every connection is open the servers are
-measured idle (resident memory per connection, descriptors per process, for wsmon /metrics),
-then 1 in `every` connections sends one echo a second on a fixed schedule, timed from its
-scheduled moment to its reply.
+share a few hundred at a time on plain sockets. The server's resident memory is read before any
+connection, with half of them open and with all of them open (what the second half adds is the
+cost of one more connection, without what each process allocates once); then descriptors per
+process and, for wsmon, /metrics; then 1 in `every` connections sends one echo a second on a
+fixed schedule, timed from its scheduled moment to its reply.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from .procs import (
 from .sections import (
     Figures,
     Section,
-    _pct,
     client,
     listen_drops,
     metric_values,
+    percentile_of,
     result,
     scrape,
     spread,
@@ -198,8 +199,8 @@ def crowd_run(
         figures |= {
             "supervisor µs per connection": supervisor_cpu / max(admitted, 1) * 1e6,
             "workers µs per connection": (connect_cpu - supervisor_cpu) / max(admitted, 1) * 1e6,
-            "/metrics p50 ms": _pct(times, 50),
-            "/metrics p99 ms": _pct(times, 99),
+            "/metrics p50 ms": percentile_of(times, 50),
+            "/metrics p99 ms": percentile_of(times, 99),
             "/metrics bytes": size,
             "hand-off queue peak": ", ".join(
                 f"{int(v)}"

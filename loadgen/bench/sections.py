@@ -458,8 +458,8 @@ def broadcast_and_scrape(connections: int, broadcasts: int) -> list[Section]:
         {
             "measured at": f"clients (last of {connected} recipients)",
             "broadcasts": len(complete),
-            "p50 ms": _pct(complete, 50),
-            "p99 ms": _pct(complete, 99),
+            "p50 ms": percentile_of(complete, 50),
+            "p99 ms": percentile_of(complete, 99),
             "max ms": max(complete, default=None),
             "delivered": delivered,
             "expected": connected * broadcasts,
@@ -487,24 +487,24 @@ def broadcast_and_scrape(connections: int, broadcasts: int) -> list[Section]:
         f"half their sum, {bound:.1f} ms. The p99 of {len(complete)} broadcasts is the "
         f"{'largest' if len(complete) < 100 else 'second largest'} of them."
     )
-    p99 = _pct(complete, 99)
+    p99 = percentile_of(complete, 99)
     fanout.target("p99 fan-out as clients observe it", p99, 50, unit=" ms")
     fanout.target("p99 fan-out ÷ that CPU bound", p99 / bound if p99 and bound else None, 1.25)
     times.sort()
     metrics.rows.append(
         {
             "scrapes": len(times),
-            "p50 ms": _pct(times, 50),
-            "p99 ms": _pct(times, 99),
+            "p50 ms": percentile_of(times, 50),
+            "p99 ms": percentile_of(times, 99),
             "max ms": times[-1],
             "bytes": size,
         }
     )
-    metrics.target("p99 /metrics scrape", _pct(times, 99), 10, unit=" ms")
+    metrics.target("p99 /metrics scrape", percentile_of(times, 99), 10, unit=" ms")
     return [fanout, metrics]
 
 
-def _pct(ordered: Sequence[float], percentile: float) -> float | None:
+def percentile_of(ordered: Sequence[float], percentile: float) -> float | None:
     if not ordered:
         return None
     rank = max(1, round(percentile / 100 * len(ordered) + 0.4999))
