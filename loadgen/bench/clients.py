@@ -596,18 +596,22 @@ async def crowd_steps(crowd: Crowd, go: asyncio.Event, plan: CrowdPlan) -> None:
             await crowd.open(sources[number % len(sources)] if sources else None)
 
     half = connections // 2
+    opening = 0.0  # seconds spent opening, the pause at halfway left out
     for first, last in ((0, half), (half, connections)):
         if first:
             emit({"halfway": len(crowd.members)})
             await go.wait()
             go.clear()
+        started = perf_counter()
         await asyncio.gather(*(one(number) for number in range(first, last)))
+        opening += perf_counter() - started
     quiet_collector()
     ready = len(crowd.members)
     emit(
         {
             "ready": ready,
             "failures": crowd.failures,
+            "connect_seconds": opening,
             "client_bytes_per_connection": (resident_bytes() - rss_before) / max(ready, 1),
             "workers": crowd.workers if crowd.welcome else None,
         }

@@ -1,20 +1,22 @@
 """Issue 14, item 1: a hundred thousand connections on one machine, server and clients together.
 
 Both servers get the same number of processes (wsmon's workers, bare aiohttp's SO_REUSEPORT
-group), enough that none needs more descriptors than one process may hold here (20,000, not to
-be raised). The clients are as many processes, each on source addresses of its own in
-127.0.0.0/8 (one address has 28,232 ephemeral ports towards one server port), opening their
-share a few hundred at a time on plain sockets. The server's resident memory is read before any
-connection, with half of them open and with all of them open (what the second half adds is the
-cost of one more connection, without what each process allocates once); then descriptors per
-process and, for wsmon, /metrics; then 1 in `every` connections sends one echo a second on a
-fixed schedule, timed from its scheduled moment to its reply.
+group), enough that none needs more descriptors than one process may hold (the hard
+RLIMIT_NOFILE: 20,000 on this project's machines, not to be raised). The clients are as many
+processes, each on source addresses of its own in 127.0.0.0/8 (one address has 28,232 ephemeral
+ports towards one server port), opening their share a few hundred at a time on plain sockets.
+The server's resident memory is read before any connection, with half of them open and with
+all of them open (what the second half adds is the cost of one more connection, without what
+each process allocates once); then descriptors per process and, for wsmon, /metrics; then 1 in
+`every` connections sends one echo a second on a fixed schedule, timed from its scheduled
+moment to its reply.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -22,9 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
-from ..stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from .procs import (
     Server,
     cpu_seconds,
@@ -39,26 +39,33 @@ from .sections import (
     Section,
     client,
     listen_drops,
+    merged_histogram,
     metric_values,
     percentile_of,
     result,
     scrape,
     spread,
     stop,
+    summed_counts,
 )
 
-FD_LIMIT_HERE = 20_000  # RLIMIT_NOFILE, soft and hard, on this workplace's machines
 SCRAPES = 30
-# Source addresses per client process. connect() finds a free port by walking the ephemeral
-# range of the source address, so it slows as the address fills: from one address, 10,000
-# connections opened at 1,800 a second; from four, at 4,000 (the clients' CPU, not the server's).
+# Source addresses per client process: a margin, not a measured need. connect() walks the
+# address's ephemeral range for a free port, and ports left in TIME_WAIT by earlier runs slowed
+# it; from fresh addresses, 10,000 connections opened as fast from one as from four
+# (docs/performance.md has the figures and the command).
 ADDRESSES_EACH = 4
 
 
+def descriptor_limit() -> int:
+    """The hard RLIMIT_NOFILE the servers inherit: how many connections one process may hold."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
 def processes_for(connections: int) -> int:
-    """Server (and client) processes: each below 15,000 connections, so a kernel hash that
-    spreads 1.3x unevenly (bare aiohttp's SO_REUSEPORT) still fits under the descriptor limit."""
-    return max(2, math.ceil(connections / 15_000))
+    """Server (and client) processes: each below three quarters of the descriptor limit, so a
+    kernel hash that spreads 1.3x unevenly (bare aiohttp's SO_REUSEPORT) still fits under it."""
+    return max(2, math.ceil(connections / (descriptor_limit() * 3 // 4)))
 
 
 def tcp_memory_pages() -> int:
@@ -147,13 +154,8 @@ def crowd_run(
     finally:
         stop(procs)
     admitted = sum(r["ready"] for r in ready)
-    failures: dict[str, int] = {}
-    for r in ready:
-        for kind, count in r["failures"].items():
-            failures[kind] = failures.get(kind, 0) + count
-    latencies = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-    for part in parts:
-        latencies.add(HdrHistogram.decode(part["histogram"]))
+    failures = summed_counts(r["failures"] for r in ready)
+    latencies = merged_histogram(part["histogram"] for part in parts)
     sent, answered = sum(p["sent"] for p in parts), sum(p["answered"] for p in parts)
     serving = {pid: n for pid, n in held.items() if pid not in supervisor}
     workers = [w for r in ready for w in (r["workers"] or [])]
@@ -266,11 +268,12 @@ def crowd(connections: int, every: int = 100, seconds: float = 30) -> Section:
     )
     pressure = tcp_memory_limits()[1]
     double = 2 * connections
+    limit = descriptor_limit()
     memory_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
     section.note = (
         f"The next step, {double:,} connections, here: descriptors: the busiest wsmon process "
-        f"held {ws['most descriptors in one process']:,} of {FD_LIMIT_HERE:,}, so "
-        f"{math.ceil(double / (FD_LIMIT_HERE - 256))}+ workers (and as many client processes); "
+        f"held {ws['most descriptors in one process']:,} of {limit:,}, so "
+        f"{math.ceil(double / (limit - 256))}+ workers (and as many client processes); "
         f"memory: {ws['server RSS MiB'] / 1024:.2f} GiB of server RSS and "
         f"{ws['client KiB per connection'] * connections / 2**20:.2f} GiB of clients for "
         f"{connections:,}, so about twice that of the machine's {memory_gib:.0f} GiB for "

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,23 @@ def result(proc: subprocess.Popen[bytes], timeout: float = 120) -> Figures:
         raise RuntimeError(f"benchmark client failed with exit code {proc.returncode}")
     figures: Figures = orjson.loads(lines[-1])
     return figures
+
+
+def merged_histogram(encoded: Iterable[str]) -> Any:
+    """One HdrHistogram of the client processes' encoded ones."""
+    merged = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    for part in encoded:
+        merged.add(HdrHistogram.decode(part))
+    return merged
+
+
+def summed_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """The client processes' counts by kind (failures), added up."""
+    total: dict[str, int] = {}
+    for part in counts:
+        for kind, count in part.items():
+            total[kind] = total.get(kind, 0) + count
+    return total
 
 
 def spread(workers: Sequence[int]) -> float | None:
@@ -179,9 +196,7 @@ def open_model(
         for i, n in enumerate(share)
     ]
     parts = [result(proc, timeout=seconds + 120) for proc in procs]
-    merged = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-    for part in parts:
-        merged.add(HdrHistogram.decode(part["histogram"]))
+    merged = merged_histogram(part["histogram"] for part in parts)
     sent = sum(p["sent"] for p in parts)
     answered = sum(p["answered"] for p in parts)
     opened = sum(p["connections"] for p in parts)
@@ -974,14 +989,9 @@ def storm_run(
     finally:
         stop(procs)
     drops_after = listen_drops()
-    handshake = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-    admission = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-    failures: dict[str, int] = {}
-    for part in parts:
-        handshake.add(HdrHistogram.decode(part["handshake"]))
-        admission.add(HdrHistogram.decode(part["admission"]))
-        for kind, count in part["failures"].items():
-            failures[kind] = failures.get(kind, 0) + count
+    handshake = merged_histogram(part["handshake"] for part in parts)
+    admission = merged_histogram(part["admission"] for part in parts)
+    failures = summed_counts(part["failures"] for part in parts)
     admitted = sum(part["admitted"] for part in parts)
     lasts = [part["last_admitted"] for part in parts if part["last_admitted"]]
     workers = [w for part in parts for w in (part["workers"] or [])]

@@ -454,6 +454,7 @@ def test_crowd_client_opens_in_two_halves_from_its_sources_and_counts_failures(
             proc.communicate()
     assert proc.returncode == 0
     assert ready["ready"] == 6
+    assert ready["connect_seconds"] > 0
     assert ready["failures"] == {"status 503": 2, "closed before the handshake": 2}
     assert ready["client_bytes_per_connection"] >= 0
     assert ready["workers"] is None  # not asked to expect wsmon's welcome
@@ -475,11 +476,12 @@ def test_crowd_section_holds_every_connection_and_answers_every_echo() -> None:
         assert 0 < row["p50 ms"] <= row["p99 ms"] <= row["max ms"]
         assert row["KiB per idle connection"] > 0
         assert row["most descriptors in one process"] >= 200
-        assert row["spread"] >= 1
         assert row["closed by server"] == 0
-    wsmon_row = section.rows[1]
-    # The supervisor balances exactly; bare aiohttp's share is the kernel's hash (not asserted).
+    bare_row, wsmon_row = section.rows
+    # The supervisor balances exactly; bare aiohttp's share is the kernel's hash, which may split
+    # 400 connections 190/210, but gives each process some: no worse than a third and two thirds.
     assert wsmon_row["spread"] <= 1.05
+    assert bare_row["spread"] < 2
     assert 0 < wsmon_row["/metrics p50 ms"] <= wsmon_row["/metrics p99 ms"]
     assert wsmon_row["supervisor µs per connection"] > 0
     assert len(wsmon_row["hand-off queue peak"].split(", ")) == 2
@@ -502,6 +504,9 @@ def test_gap_section_measures_three_servers_from_one_client() -> None:
     for row in section.rows:
         assert row["msg/s"] > 0
         assert row["server CPU µs/msg"] > 0
-        assert row["sleeps per 1,000 msg"] >= 0
+        assert row["sleeps per 1,000 msg"] > 0  # two servers on one client's load wait for work
+    bare, balanced, wsmon_row = section.rows
+    assert bare["of which the supervisor"] == balanced["of which the supervisor"] == 0
+    assert 0 < wsmon_row["of which the supervisor"] < wsmon_row["server CPU µs/msg"] / 10
     assert len(section.targets) == 1
     assert section.targets[0]["measured"] > 0
