@@ -17,7 +17,6 @@ wsmon's supervisor shares them, so that balance is not what differs.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 
 from .procs import Server, context_switches, cpu_seconds, running, start_baseline, start_wsmon
@@ -38,8 +37,7 @@ def two_ports() -> Server:
 
 def measured(server: Server, seconds: float) -> Figures:
     """One ping-pong run: messages a second, server CPU and voluntary context switches per
-    message, the server's processes taken together."""
-    time.sleep(0.3)
+    message, the server's processes taken together (started and settled: procs.settle)."""
     pids = server.processes
     # wsmon's supervisor, apart: an echo never passes through it, so its share should be nil.
     supervisor = [server.launched[0].pid] if server.name.startswith("wsmon") else []

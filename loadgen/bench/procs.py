@@ -124,6 +124,26 @@ def _wait_for_port(port: int, launched: list[subprocess.Popen[bytes]], timeout: 
     raise RuntimeError(f"nothing listened on port {port} within {timeout:.0f}s")
 
 
+def settle(server: Server, window: float = 0.2, busy: float = 0.005, timeout: float = 30) -> Server:
+    """Wait until the server's processes are idle (under `busy` CPU seconds in a `window`).
+
+    The port answers before wsmon's workers have finished starting: they go on importing and
+    building their applications for 0.2-0.35 CPU seconds each after it does (measured: 60-240 ms
+    of a two-worker pool's start-up still to come 0.3 s after the port answered). A measurement
+    begun then charged that start-up to the messages of the run, a few per cent of a ping-pong
+    run's CPU, more or less as the scheduler had it, run by run.
+    """
+    deadline = time.monotonic() + timeout
+    before = server.cpu()
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        now = server.cpu()
+        if now - before < busy:
+            return server
+        before = now
+    raise RuntimeError(f"{server.name} was still busy {timeout:.0f}s after it began listening")
+
+
 def start_baseline(kind: str, processes: int = 1) -> Server:
     """A bare echo server; several processes share the port with SO_REUSEPORT."""
     port = free_port()
@@ -141,10 +161,12 @@ def start_baseline(kind: str, processes: int = 1) -> Server:
     launched = [subprocess.Popen(command) for _ in range(processes)]
     _wait_for_port(port, launched, 15)
     time.sleep(0.3)  # every process of a reuse-port group has bound, not just the first
-    return Server(
-        f"bare {kind}" + (f" x{processes}" if processes > 1 else ""),
-        f"ws://127.0.0.1:{port}/ws",
-        launched,
+    return settle(
+        Server(
+            f"bare {kind}" + (f" x{processes}" if processes > 1 else ""),
+            f"ws://127.0.0.1:{port}/ws",
+            launched,
+        )
     )
 
 
@@ -176,7 +198,7 @@ def start_wsmon(workers: int, *extra: str) -> Server:
     deadline = time.monotonic() + 20
     while len(tree(launched[0].pid)) < workers + 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    return Server(f"wsmon --workers {workers}", f"ws://127.0.0.1:{port}/ws", launched)
+    return settle(Server(f"wsmon --workers {workers}", f"ws://127.0.0.1:{port}/ws", launched))
 
 
 @contextlib.contextmanager

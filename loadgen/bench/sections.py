@@ -382,10 +382,11 @@ def idle_memory(connections: int) -> Section:
     return section
 
 
-def send_floor(sockets: int, frame_bytes: int = 100) -> float:
+def send_floor(sockets: int, rounds: int = 40, frame_bytes: int = 100) -> list[float]:
     """What the kernel alone charges: one process writing one frame to each of `sockets` loopback
-    TCP sockets with plain socket.send (median of 5 rounds, ms). On loopback the sender also pays
-    for the receiving side of TCP, so this is the floor under any server's fan-out."""
+    TCP sockets with plain socket.send, `rounds` times (ms each, sorted). On loopback the sender
+    also pays for the receiving side of TCP, so this is the floor under any server's fan-out, and
+    its spread from round to round is the machine's, for the very same work."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(sockets)
@@ -398,19 +399,19 @@ def send_floor(sockets: int, frame_bytes: int = 100) -> float:
                 server_side.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 pairs.append((client_side, server_side))
             frame = b"\x81\x7e" + (frame_bytes - 4).to_bytes(2, "big") + b"x" * (frame_bytes - 4)
-            rounds = []
-            for _ in range(5):
+            times = []
+            for _ in range(rounds):
                 started = time.perf_counter()
                 for _, server_side in pairs:
                     server_side.send(frame)
-                rounds.append((time.perf_counter() - started) * 1000)
+                times.append((time.perf_counter() - started) * 1000)
                 for client_side, _ in pairs:
                     client_side.recv(4096)
         finally:
             for client_side, server_side in pairs:
                 client_side.close()
                 server_side.close()
-    return statistics.median(rounds)
+    return sorted(times)
 
 
 def scrape(url: str) -> tuple[float, int]:
@@ -444,31 +445,46 @@ def broadcast_and_scrape(connections: int, broadcasts: int) -> list[Section]:
             elapsed, size = scrape(metrics_url)
             times.append(elapsed)
         listeners = [proc.pid for proc in procs]
-        server_cpu, client_cpu = server.cpu(), cpu_seconds(listeners)
+        # CPU each broadcast cost, sender and recipients, read around each one (it is over well
+        # within the pause after it): on 2 cores no fan-out can finish sooner than half their sum.
+        spent: list[tuple[float, float]] = []
         with connect(server.url, compression=None) as sender:
             sender.recv()  # welcome
             for number in range(broadcasts):
+                server_cpu, client_cpu = server.cpu(), cpu_seconds(listeners)
                 payload = {"t": time.perf_counter(), "n": number}
                 sender.send(
                     orjson.dumps({"type": "broadcast", "id": number, "payload": payload}).decode()
                 )
                 sender.recv()  # ack
                 time.sleep(0.3)
+                spent.append(
+                    (
+                        (server.cpu() - server_cpu) * 1000,
+                        (cpu_seconds(listeners) - client_cpu) * 1000,
+                    )
+                )
         time.sleep(1.0)
-        # CPU each broadcast cost, sender and recipients: on 2 cores the fan-out cannot finish
-        # sooner than half their sum, whatever the server does.
-        server_cpu = (server.cpu() - server_cpu) / broadcasts * 1000
-        client_cpu = (cpu_seconds(listeners) - client_cpu) / broadcasts * 1000
         server_side = _histogram_from_metrics(
             metrics_url, "wsmon_broadcast_duration_seconds", 'type="broadcast"'
         )
     finished = held.finished  # the listeners' arrivals, reported once they were released
-    arrivals: dict[str, list[float]] = {}
+    arrivals: dict[int, list[float]] = {}
     for part in finished:
         for number, values in part["arrivals"].items():
-            arrivals.setdefault(number, []).extend(values)
-    complete = sorted(max(values) * 1000 for values in arrivals.values())
+            arrivals.setdefault(int(number), []).extend(values)
+    done = {number: max(values) * 1000 for number, values in arrivals.items()}
+    complete = sorted(done.values())
     delivered = sum(len(values) for values in arrivals.values())
+    server_ms = sorted(cost for cost, _ in spent)
+    client_ms = sorted(cost for _, cost in spent)
+    # Each broadcast against the CPU it cost: how near the two cores' floor its scheduling came,
+    # whatever that broadcast's work came to.
+    own_bound = sorted(
+        done[number] / ((cost + listening) / 2)
+        for number, (cost, listening) in enumerate(spent)
+        if number in done
+    )
     fanout.rows.append(
         {
             "measured at": f"clients (last of {connected} recipients)",
@@ -487,24 +503,56 @@ def broadcast_and_scrape(connections: int, broadcasts: int) -> list[Section]:
             **server_side,
         }
     )
+    for measured_at, costs in (
+        ("CPU per broadcast: wsmon (both workers and the supervisor)", server_ms),
+        ("CPU per broadcast: the listening clients", client_ms),
+    ):
+        fanout.rows.append(
+            {
+                "measured at": measured_at,
+                "broadcasts": len(costs),
+                "p50 ms": percentile_of(costs, 50),
+                "p99 ms": percentile_of(costs, 99),
+                "max ms": max(costs, default=None),
+            }
+        )
     fanout.rows.append(
         {
             "measured at": f"floor: plain socket.send of one frame to {connections // 2} "
-            "loopback sockets (one worker's share), no server",
-            "broadcasts": 5,
-            "p50 ms": floor,
+            "loopback sockets (one worker's share), no server; rounds",
+            "broadcasts": len(floor),
+            "p50 ms": percentile_of(floor, 50),
+            "p99 ms": percentile_of(floor, 99),
+            "max ms": max(floor),
         }
     )
-    bound = (server_cpu + client_cpu) / 2
-    fanout.note = (
-        f"CPU per broadcast: wsmon {server_cpu:.1f} ms (both workers and the supervisor), "
-        f"listening clients {client_cpu:.1f} ms; on 2 cores no fan-out can finish in less than "
-        f"half their sum, {bound:.1f} ms. The p99 of {len(complete)} broadcasts is the "
-        f"{'largest' if len(complete) < 100 else 'second largest'} of them."
-    )
+    bound = (statistics.fmean(server_ms) + statistics.fmean(client_ms)) / 2 if spent else 0.0
     p99 = percentile_of(complete, 99)
+    server_spread = _tail_ratio(server_ms)
+    floor_spread = _tail_ratio(floor)
+    follows = (
+        statistics.correlation([done[n] for n in sorted(done)], [spent[n][0] for n in sorted(done)])
+        if len(done) > 2
+        else None
+    )
+    fanout.note = (
+        f"CPU per broadcast, mean: wsmon {statistics.fmean(server_ms):.1f} ms (both workers and "
+        f"the supervisor), listening clients {statistics.fmean(client_ms):.1f} ms; on 2 cores no "
+        f"fan-out can finish in less than half their sum, {bound:.1f} ms. The p99 of "
+        f"{len(complete)} broadcasts is the "
+        f"{'largest' if len(complete) < 100 else 'second largest'} of them. "
+        "The same broadcast does not cost the same CPU each time: wsmon's p99 ÷ p50 of it is "
+        f"{_ratio_text(server_spread)}, the kernel floor's (the very same sends, without a "
+        f"server) {_ratio_text(floor_spread)}; the time each broadcast took follows wsmon's CPU "
+        f"for it (correlation {_ratio_text(follows)}). Each broadcast ÷ half the CPU it cost: "
+        f"p50 {_ratio_text(percentile_of(own_bound, 50))}, "
+        f"p99 {_ratio_text(percentile_of(own_bound, 99))}."
+    )
     fanout.target("p99 fan-out as clients observe it", p99, 50, unit=" ms")
     fanout.target("p99 fan-out ÷ that CPU bound", p99 / bound if p99 and bound else None, 1.25)
+    fanout.target(
+        "p99 of each broadcast ÷ half the CPU it cost", percentile_of(own_bound, 99), 1.25
+    )
     times.sort()
     metrics.rows.append(
         {
@@ -517,6 +565,16 @@ def broadcast_and_scrape(connections: int, broadcasts: int) -> list[Section]:
     )
     metrics.target("p99 /metrics scrape", percentile_of(times, 99), 10, unit=" ms")
     return [fanout, metrics]
+
+
+def _tail_ratio(ordered: Sequence[float]) -> float | None:
+    """p99 ÷ p50 of sorted figures: how much dearer the tail is than the middle."""
+    middle, tail = percentile_of(ordered, 50), percentile_of(ordered, 99)
+    return tail / middle if middle and tail else None
+
+
+def _ratio_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def percentile_of(ordered: Sequence[float], percentile: float) -> float | None:

@@ -28,7 +28,7 @@ from support.polling import wait_until
 from support.processes import HOST
 
 from wsmon.loadgen.bench import crowd, gap, sections
-from wsmon.loadgen.bench.procs import Server, cpu_seconds
+from wsmon.loadgen.bench.procs import Server, cpu_seconds, running, settle, start_wsmon
 
 pytestmark = pytest.mark.integration
 
@@ -510,3 +510,65 @@ def test_gap_section_measures_three_servers_from_one_client() -> None:
     assert 0 < wsmon_row["of which the supervisor"] < wsmon_row["server CPU µs/msg"] / 10
     assert len(section.targets) == 1
     assert section.targets[0]["measured"] > 0
+
+
+# Spends `busy` CPU seconds, then sleeps: a server still starting up, then idle.
+BUSY_THEN_IDLE = (
+    "import time\n"
+    "end = time.process_time() + {busy}\n"
+    "while time.process_time() < end: pass\n"
+    "time.sleep(60)"
+)
+
+
+def _busy_server(busy: float) -> Server:
+    command = [sys.executable, "-c", BUSY_THEN_IDLE.format(busy=busy)]
+    return Server("busy", "ws://unused", [subprocess.Popen(command)])
+
+
+def test_settle_waits_until_the_server_stops_spending_cpu() -> None:
+    """A server that spends 0.6 CPU seconds after it starts is measured from when it is done."""
+    server = _busy_server(0.6)
+    try:
+        settle(server)
+        assert server.cpu() >= 0.6
+        before = server.cpu()
+        time.sleep(0.3)
+        assert server.cpu() - before < 0.01
+    finally:
+        server.stop()
+
+
+def test_settle_says_which_server_never_went_quiet() -> None:
+    server = _busy_server(60)
+    try:
+        with pytest.raises(RuntimeError, match="busy was still busy 1s after"):
+            settle(server, timeout=1)
+    finally:
+        server.stop()
+
+
+def test_start_wsmon_returns_a_pool_whose_workers_have_finished_starting() -> None:
+    """The port answers before the workers have built their applications: the CPU they spend
+    doing it must be behind us when a measurement begins (it was charged to the gap's messages)."""
+    with running(start_wsmon(2)) as server:
+        before = server.cpu()
+        time.sleep(0.5)
+        assert server.cpu() - before < 0.02
+
+
+def test_broadcast_section_sets_each_broadcast_against_the_cpu_it_cost() -> None:
+    fanout, scrape = sections.broadcast_and_scrape(200, broadcasts=3)
+    rows = {row["measured at"].split(":")[0].split(" (")[0]: row for row in fanout.rows}
+    assert rows["clients"]["delivered"] == rows["clients"]["expected"] == 200 * 3
+    cpu_rows = [row for row in fanout.rows if row["measured at"].startswith("CPU per broadcast")]
+    assert len(cpu_rows) == 2
+    for row in cpu_rows:
+        assert row["broadcasts"] == 3
+        assert 0 < row["p50 ms"] <= row["p99 ms"] <= row["max ms"]
+    assert rows["floor"]["broadcasts"] == 40  # rounds of the kernel's floor
+    own = [t for t in fanout.targets if t["target"].startswith("p99 of each broadcast")]
+    assert len(own) == 1
+    assert own[0]["measured"] > 0
+    assert "Each broadcast ÷ half the CPU it cost: p50" in fanout.note
+    assert scrape.rows[0]["scrapes"] == 50
