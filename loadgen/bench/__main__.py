@@ -17,6 +17,7 @@ import click
 import orjson
 
 from . import crowd, gap, sections
+from .procs import cpu_ticks, stolen
 from .sections import Section
 
 
@@ -44,6 +45,12 @@ def markdown(section: Section) -> str:
         lines.append("| " + " | ".join(_cell(row.get(column)) for column in section.columns) + " |")
     if section.note:
         lines += ["", section.note]
+    if section.stolen_percent is not None:
+        lines += [
+            "",
+            f"Stolen by the hypervisor while this section ran: {section.stolen_percent:.1f} % of "
+            "the machine's CPU time (/proc/stat).",
+        ]
     for target in section.targets:
         verdict = "met" if target["met"] else "MISSED"
         lines.append(
@@ -103,7 +110,7 @@ def main(quick: bool, only: tuple[str, ...], out: Path) -> None:
     """Measure wsmon against bare aiohttp and websockets echo servers, side by side."""
     big = 1000 if quick else 10_000
     plan: list[tuple[str, Callable[[], list[Section]]]] = [
-        ("echo", lambda: [sections.echo_cost(rounds=1 if quick else 3, seconds=1 if quick else 4)]),
+        ("echo", lambda: [sections.echo_cost(rounds=1 if quick else 6, seconds=1 if quick else 4)]),
         (
             "latency",
             lambda: [
@@ -163,7 +170,11 @@ def main(quick: bool, only: tuple[str, ...], out: Path) -> None:
         if only and key not in only:
             continue
         click.echo(f"[{time.monotonic() - started:5.0f}s] {key} …", err=True)
-        for section in run():
+        before = cpu_ticks()
+        produced = run()
+        steal = stolen(before, cpu_ticks())
+        for section in produced:
+            section.stolen_percent = steal
             results.append(section)
             click.echo(markdown(section))
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")

@@ -375,11 +375,13 @@ async def storm(
     opens all `connections` together (from `sources` in turn, when given: source addresses on
     127.0.0.0/8), each timed from its connect call to the 101 (`handshake`) and, from wsmon, to
     its welcome (`admitted`; for a bare server the 101). Failures are counted by what the client
-    saw. The result line comes once every connection is admitted or has failed (or `seconds`)."""
+    saw. The result line comes once every connection is admitted or has failed (or `seconds`);
+    the connections are held until SIGTERM."""
     host, port, request = upgrade_request(url)
     loop = asyncio.get_running_loop()
-    go = asyncio.Event()
+    go, stop = asyncio.Event(), asyncio.Event()
     loop.add_signal_handler(signal.SIGUSR1, go.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     emit({"ready": connections})
     quiet_collector()
     await go.wait()
@@ -429,6 +431,7 @@ async def storm(
             "workers": workers if welcome else None,
         }
     )
+    await stop.wait()
     for transport in transports:
         transport.abort()
 

@@ -23,8 +23,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-
 from .procs import (
     Server,
     cpu_seconds,
@@ -41,6 +39,7 @@ from .sections import (
     listen_drops,
     merged_histogram,
     metric_values,
+    next_line,
     percentile_of,
     result,
     scrape,
@@ -82,16 +81,6 @@ def tcp_memory_limits() -> list[int]:
     return [int(value) for value in Path("/proc/sys/net/ipv4/tcp_mem").read_text().split()]
 
 
-def line_of(proc: subprocess.Popen[bytes]) -> Figures:
-    """A crowd client's next report line."""
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        raise RuntimeError(f"benchmark client (crowd) exited with code {proc.wait()}")
-    figures: Figures = orjson.loads(line)
-    return figures
-
-
 def crowd_run(
     server: Server, connections: int, every: int, seconds: float, processes: int, block: int
 ) -> Figures:
@@ -122,14 +111,14 @@ def crowd_run(
                     *("--rate", "1", "--duration", str(seconds)),
                 )
             )
-        halfway = [line_of(proc)["halfway"] for proc in procs]
+        halfway = [next_line(proc)["halfway"] for proc in procs]
         first_half = time.perf_counter() - started
         time.sleep(1.0)  # allocations settle
         rss_half = {pid: rss_bytes([pid]) for pid in server.processes}
         resumed = time.perf_counter()
         for proc in procs:
             proc.send_signal(signal.SIGUSR1)
-        ready = [line_of(proc) for proc in procs]
+        ready = [next_line(proc) for proc in procs]
         opened_in = first_half + time.perf_counter() - resumed
         connect_cpu = server.cpu() - cpu_before
         supervisor_cpu = cpu_seconds(supervisor) - supervisor_before
@@ -145,7 +134,7 @@ def crowd_run(
             times.sort()
         for proc in procs:
             proc.send_signal(signal.SIGUSR1)
-        parts = [line_of(proc) for proc in procs]
+        parts = [next_line(proc) for proc in procs]
         load_rss = server.rss()
         for proc in procs:
             proc.terminate()

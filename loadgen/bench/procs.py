@@ -74,6 +74,21 @@ def context_switches(pids: list[int]) -> int:
     return total
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU time since boot from /proc/stat's first line, in clock ticks: (all of
+    it, the part stolen by the hypervisor). Steal is time this VM was ready to run and another
+    was run instead: figures measured while it is high read slow for reasons outside the run."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice: counted in user already]
+    return sum(fields[:8]), fields[7]
+
+
+def stolen(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """Per cent of the machine's CPU time stolen between two cpu_ticks() readings."""
+    total = after[0] - before[0]
+    return 100 * (after[1] - before[1]) / total if total > 0 else None
+
+
 def rss_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -127,11 +142,11 @@ def _wait_for_port(port: int, launched: list[subprocess.Popen[bytes]], timeout: 
 def settle(server: Server, window: float = 0.2, busy: float = 0.005, timeout: float = 30) -> Server:
     """Wait until the server's processes are idle (under `busy` CPU seconds in a `window`).
 
-    The port answers before wsmon's workers have finished starting: they go on importing and
-    building their applications for 0.2-0.35 CPU seconds each after it does (measured: 60-240 ms
-    of a two-worker pool's start-up still to come 0.3 s after the port answered). A measurement
-    begun then charged that start-up to the messages of the run, a few per cent of a ping-pong
-    run's CPU, more or less as the scheduler had it, run by run.
+    The port answers before wsmon's workers have finished starting: a two-worker pool went on
+    to spend 663-832 ms of CPU after it did, 66-239 ms of it later than 0.3 s after. A
+    measurement begun then charged that start-up to the messages of the run, a few per cent of a
+    ping-pong run's CPU, more or less as the scheduler had it, run by run. A server that never
+    goes quiet is stopped (the caller gets no Server to stop) and named in the error.
     """
     deadline = time.monotonic() + timeout
     before = server.cpu()
@@ -141,6 +156,7 @@ def settle(server: Server, window: float = 0.2, busy: float = 0.005, timeout: fl
         if now - before < busy:
             return server
         before = now
+    server.stop()
     raise RuntimeError(f"{server.name} was still busy {timeout:.0f}s after it began listening")
 
 

@@ -28,7 +28,15 @@ from support.polling import wait_until
 from support.processes import HOST
 
 from wsmon.loadgen.bench import crowd, gap, sections
-from wsmon.loadgen.bench.procs import Server, cpu_seconds, running, settle, start_wsmon
+from wsmon.loadgen.bench.procs import (
+    Server,
+    cpu_seconds,
+    cpu_ticks,
+    running,
+    settle,
+    start_wsmon,
+    stolen,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -377,12 +385,17 @@ def test_storm_client_counts_admissions_and_each_kind_of_failure(scripted: Scrip
         assert proc.stdout is not None
         assert json.loads(proc.stdout.readline()) == {"ready": 10}
         proc.send_signal(signal.SIGUSR1)
-        out, _ = proc.communicate(timeout=30)
+        figures = json.loads(proc.stdout.readline())
+        # It holds what it opened until told to stop, so that a storm's clients finishing at
+        # different times do not change the load the others' connections meet.
+        time.sleep(0.3)
+        assert proc.poll() is None
+        proc.terminate()
+        proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    figures = json.loads(out.strip().splitlines()[-1])
     assert proc.returncode == 0
     assert figures["admitted"] == 5
     assert figures["failures"] == {"status 503": 3, "closed before the handshake": 2}
@@ -539,11 +552,12 @@ def test_settle_waits_until_the_server_stops_spending_cpu() -> None:
         server.stop()
 
 
-def test_settle_says_which_server_never_went_quiet() -> None:
+def test_settle_names_and_stops_a_server_that_never_goes_quiet() -> None:
     server = _busy_server(60)
     try:
         with pytest.raises(RuntimeError, match="busy was still busy 1s after"):
             settle(server, timeout=1)
+        assert server.launched[0].poll() is not None
     finally:
         server.stop()
 
@@ -572,3 +586,30 @@ def test_broadcast_section_sets_each_broadcast_against_the_cpu_it_cost() -> None
     assert own[0]["measured"] > 0
     assert "Each broadcast ÷ half the CPU it cost: p50" in fanout.note
     assert scrape.rows[0]["scrapes"] == 50
+
+
+def test_stolen_is_the_share_of_cpu_time_the_hypervisor_took() -> None:
+    assert stolen((1000, 50), (1400, 70)) == pytest.approx(5.0)
+    assert stolen((1000, 50), (1000, 50)) is None  # no time passed: no share to give
+    before = cpu_ticks()
+    time.sleep(0.1)
+    after = cpu_ticks()
+    assert after[0] > before[0]
+    assert 0 <= after[1] - before[1] <= after[0] - before[0]
+
+
+def test_bench_reports_what_the_hypervisor_stole_during_each_section(tmp_path: Path) -> None:
+    """`make bench` writes the machine's steal beside each section, in both the tables and the
+    JSON, so that a run slowed from outside can be told apart (--quick, one section)."""
+    bench = [sys.executable, "-P", "-m", "wsmon.loadgen.bench"]
+    subprocess.run(
+        [*bench, "--quick", "--only", "echo", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (report,) = tmp_path.glob("bench-*.md")
+    assert "Stolen by the hypervisor while this section ran: " in report.read_text()
+    (document,) = tmp_path.glob("bench-*.json")
+    (section,) = json.loads(document.read_text())["sections"]
+    assert 0 <= section["stolen_percent"] <= 100
