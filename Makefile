@@ -101,7 +101,7 @@ PROFILE ?= light
 loadtest: $(STAMP)  ## load-test ws://$(HOST):$(PORT)/ws, starting a server if none answers (PROFILE=heavy ARGS=...)
 	$(BIN)/wsmon loadtest $(PROFILE) --url ws://$(HOST):$(PORT)/ws --start-server $(ARGS)
 
-bench: $(STAMP)  ## measure wsmon beside bare aiohttp and websockets (about 14 min; not part of test)
+bench: $(STAMP)  ## measure wsmon beside bare aiohttp and websockets (about 16 min; not part of test)
 	$(BIN)/python -P -m wsmon.loadgen.bench $(ARGS)
 
 # docs/soak.md: what it checks; reports/soak-<date>.md has the figures; exit status 1 on a FAIL.

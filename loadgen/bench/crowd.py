@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from wsmon.limits import SPARE
+
 from .procs import (
     Server,
     cpu_seconds,
@@ -31,6 +33,7 @@ from .procs import (
     running,
     start_baseline,
     start_wsmon,
+    supervisor_pids,
 )
 from .sections import (
     Figures,
@@ -93,7 +96,7 @@ def crowd_run(
     ]
     wsmon = server.name.startswith("wsmon")
     metrics_url = server.url.replace("ws://", "http://").replace("/ws", "/metrics")
-    supervisor = [server.launched[0].pid] if wsmon else []
+    supervisor = supervisor_pids(server)
     time.sleep(0.5)
     rss_idle = {pid: rss_bytes([pid]) for pid in server.processes}
     fds_idle = {pid: fd_count([pid]) for pid in server.processes}
@@ -262,7 +265,7 @@ def crowd(connections: int, every: int = 100, seconds: float = 30) -> Section:
     section.note = (
         f"The next step, {double:,} connections, here: descriptors: the busiest wsmon process "
         f"held {ws['most descriptors in one process']:,} of {limit:,}, so "
-        f"{math.ceil(double / (limit - 256))}+ workers (and as many client processes); "
+        f"{math.ceil(double / (limit - SPARE))}+ workers (and as many client processes); "
         f"memory: {ws['server RSS MiB'] / 1024:.2f} GiB of server RSS and "
         f"{ws['client KiB per connection'] * connections / 2**20:.2f} GiB of clients for "
         f"{connections:,}, so about twice that of the machine's {memory_gib:.0f} GiB for "

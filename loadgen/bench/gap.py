@@ -19,7 +19,15 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 
-from .procs import Server, context_switches, cpu_seconds, running, start_baseline, start_wsmon
+from .procs import (
+    Server,
+    context_switches,
+    cpu_seconds,
+    running,
+    start_baseline,
+    start_wsmon,
+    supervisor_pids,
+)
 from .sections import Figures, Section, client, result
 
 CONNECTIONS = 50
@@ -40,7 +48,7 @@ def measured(server: Server, seconds: float) -> Figures:
     message, the server's processes taken together (started and settled: procs.settle)."""
     pids = server.processes
     # wsmon's supervisor, apart: an echo never passes through it, so its share should be nil.
-    supervisor = [server.launched[0].pid] if server.name.startswith("wsmon") else []
+    supervisor = supervisor_pids(server)
     cpu, switches = server.cpu(), context_switches(pids)
     supervisor_cpu = cpu_seconds(supervisor)
     figures = result(client("pingpong", server, CONNECTIONS, "--duration", str(seconds)))

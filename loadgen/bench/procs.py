@@ -127,6 +127,12 @@ class Server:
                 proc.wait()
 
 
+def supervisor_pids(server: Server) -> list[int]:
+    """wsmon's supervisor (the process launched; the workers are its children), to count apart;
+    none for a bare server."""
+    return [server.launched[0].pid] if server.name.startswith("wsmon") else []
+
+
 def _wait_for_port(port: int, launched: list[subprocess.Popen[bytes]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

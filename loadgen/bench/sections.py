@@ -37,7 +37,7 @@ from .procs import (
     start_baseline,
     start_redis,
     start_wsmon,
-    tree,
+    supervisor_pids,
 )
 
 Figures = dict[str, Any]
@@ -739,8 +739,10 @@ PATHS = (
 
 def supervisor_and_workers(server: Server) -> tuple[float, float]:
     """CPU seconds of wsmon's supervisor (the launched process) and of its workers, apart."""
-    supervisor = server.launched[0].pid
-    return cpu_seconds([supervisor]), cpu_seconds([p for p in tree(supervisor) if p != supervisor])
+    supervisor = supervisor_pids(server)
+    return cpu_seconds(supervisor), cpu_seconds(
+        [p for p in server.processes if p not in supervisor]
+    )
 
 
 def wait_for_broker(server: Server, timeout: float = 20) -> None:
