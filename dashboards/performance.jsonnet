@@ -12,6 +12,7 @@ function(catalogue, thresholds, overrides={})
   // A histogram knows no maximum: quantile 1 is the upper bound of the highest bucket observed.
   local max(histogram, by='') = lib.quantile('1', histogram, by);
   local broker = 'wsmon_broker_delay_seconds';
+  local gc = 'wsmon_gc_pause_seconds';
   local withBroker = ' Only instances started with --broker have these series (none without).';
   local quantiles(histogram) = [
     lib.target(lib.quantile('0.5', histogram), 'p50'),
@@ -130,12 +131,27 @@ function(catalogue, thresholds, overrides={})
         "Relay delay: sender's frame received (on any worker) to written to a recipient's socket, relayed deliveries across workers included.",
         's',
         quantiles('wsmon_delivery_latency_seconds'),
+        w=8,
       ),
       lib.timeseries(
         'Scrape duration',
         "How long Prometheus' scrape of each instance's /metrics took (the supervisor merges every worker's figures).",
         's',
         [lib.target('scrape_duration_seconds{%s}' % lib.sel, '{{instance}}')],
+        w=8,
+      ),
+      lib.timeseries(
+        'Garbage-collection pauses',
+        'Maximum Message Latency spikes a worker causes itself: p99 and max (a bucket bound) of'
+        + " the workers' garbage collections, by generation (2 is a full pass). Each stalls every"
+        + ' connection of its worker while it runs; workers keep the connections they hold out of'
+        + ' the full passes, so a full pass over 100 ms is worth a look.',
+        's',
+        [
+          lib.target(lib.quantile('0.99', gc, 'generation'), 'p99 gen {{generation}}'),
+          lib.target(max(gc, 'generation'), 'max gen {{generation}}'),
+        ],
+        w=8,
       ),
     ],
     // The broker between instances (Redis pub/sub): each instance side by side.

@@ -253,6 +253,8 @@ class WorkerMetrics:
         dropped = family("wsmon_deliveries_dropped_total")
         self.dropped: dict[str, Cell] = {r: dropped.child(r) for r in DROP_REASONS}
         self.slow_consumers_cut: Cell = family("wsmon_slow_consumers_disconnected_total").child()
+        pause = family("wsmon_gc_pause_seconds")
+        self.gc_pause: dict[str, Histogram] = {str(g): pause.child(str(g)) for g in range(3)}
 
     def client_error(self, message_type: str, code: str) -> None:
         """Count a message refused for the client's fault. Off the hot path, so the child is

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from .app import Worker
 from .cluster import Supervised
 from .config import Settings
 from .control import OPERATIONS, PUBLIC, ControlChannel, Op
+from .heap import HeldObjects, PauseTimer
 from .hub import Hub
 from .logs import configure_logging
 from .metrics import WorkerMetrics
@@ -74,6 +74,10 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
     track = settings.max_connections_per_address > 0
     handshake_timeout = settings.handshake_timeout_seconds
 
+    held = HeldObjects(loop)
+    pauses = PauseTimer(worker.metrics)
+    pauses.install()
+
     # aiohttp's servers are told of every connection that closes: that is what the supervisor's
     # balancing counts (Supervised.connection_ended).
     def watch(server: web.Server) -> None:
@@ -81,6 +85,7 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
 
         def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
             lost(handler, exc)
+            held.closed(handler)
             cluster.connection_ended(addresses.pop(handler, None))
 
         server.connection_lost = connection_lost  # type: ignore[method-assign]
@@ -99,6 +104,7 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
             # lost: a reset that comes first is reported with its address all the same.
             handler = server()
             made.append(handler)
+            held.opened(handler)
             if counted:
                 addresses[handler] = address
             return handler
@@ -117,6 +123,7 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
             sock.close()
             for handler in made:
                 addresses.pop(handler, None)
+                held.closed(handler)
             cluster.connection_ended(address if counted else None)
 
     def take_connections() -> None:
@@ -138,14 +145,14 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
 
     loop.add_reader(handoff.fileno(), take_connections)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    # Everything alive now (modules, the app) lives as long as the process: take it out of the
-    # collector's sight so a full collection under many connections has less to walk.
-    gc.freeze()
+    # Everything alive now (modules, the app) lives as long as the process.
+    held.start()
     channel.send({"op": Op.HELLO, "pid": os.getpid()})
     log.debug("worker %d ready (pid %d)", index, os.getpid())
 
     await stop.wait()
     loop.remove_reader(handoff.fileno())
+    held.stop()
 
     async def shut_down() -> None:
         await worker.drain()

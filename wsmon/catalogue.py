@@ -257,6 +257,14 @@ CATALOGUE: Final = (
         (),
         LATENCY_BUCKETS,
     ),
+    Spec(
+        "wsmon_gc_pause_seconds",
+        HISTOGRAM,
+        "The workers' garbage collections, by generation (2: a full pass); each stalls every"
+        " connection of its worker while it runs.",
+        ("generation",),
+        LATENCY_BUCKETS,
+    ),
     Spec("wsmon_workers_configured", GAUGE, "Worker processes the pool should have.", ()),
     # Read from /proc at scrape time; worker is the index, or "supervisor" for the supervisor.
     Spec(

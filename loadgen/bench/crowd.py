@@ -21,6 +21,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from wsmon.limits import SPARE
@@ -31,6 +32,7 @@ from .procs import (
     fd_count,
     rss_bytes,
     running,
+    softirq_seconds,
     start_baseline,
     start_wsmon,
     supervisor_pids,
@@ -41,6 +43,7 @@ from .sections import (
     client,
     listen_drops,
     merged_histogram,
+    metric_families,
     metric_values,
     next_line,
     percentile_of,
@@ -49,9 +52,13 @@ from .sections import (
     spread,
     stop,
     summed_counts,
+    tcp_extended,
 )
 
 SCRAPES = 30
+# wsmon's default keepalive_seconds (a test holds the two equal). Both servers get it: at 100,000
+# connections the kernel's keepalive probes are work of their own (docs/performance.md).
+KEEPALIVE = 30
 # Source addresses per client process: a margin, not a measured need. connect() walks the
 # address's ephemeral range for a free port, and ports left in TIME_WAIT by earlier runs slowed
 # it; from fresh addresses, 10,000 connections opened as fast from one as from four
@@ -84,6 +91,42 @@ def tcp_memory_limits() -> list[int]:
     return [int(value) for value in Path("/proc/sys/net/ipv4/tcp_mem").read_text().split()]
 
 
+@dataclass(frozen=True)
+class Collections:
+    """wsmon's garbage collections so far, all workers and generations (wsmon_gc_pause_seconds):
+    how many took at most each bucket bound, and their seconds in all."""
+
+    within: dict[float, float]
+    seconds: float
+
+    @classmethod
+    def read(cls, url: str) -> Collections:
+        name = "wsmon_gc_pause_seconds"
+        found = metric_families(url, f"{name}_bucket", f"{name}_sum")
+        within: dict[float, float] = {}
+        for labels, count in found[f"{name}_bucket"].items():
+            bound = float(labels.split('le="', 1)[1].split('"', 1)[0])
+            within[bound] = within.get(bound, 0) + count
+        return cls(within, sum(found[f"{name}_sum"].values()))
+
+    def longest_since(self, before: Collections) -> float:
+        """The bucket bound the longest collection since `before` stayed within (inf: over
+        the last bound; 0: none at all)."""
+        total = self.within[math.inf] - before.within.get(math.inf, 0)
+        return (
+            next(
+                (
+                    bound
+                    for bound in sorted(self.within)
+                    if self.within[bound] - before.within.get(bound, 0) >= total
+                ),
+                0.0,
+            )
+            if total
+            else 0.0
+        )
+
+
 def crowd_run(
     server: Server, connections: int, every: int, seconds: float, processes: int, block: int
 ) -> Figures:
@@ -101,6 +144,8 @@ def crowd_run(
     rss_idle = {pid: rss_bytes([pid]) for pid in server.processes}
     fds_idle = {pid: fd_count([pid]) for pid in server.processes}
     cpu_before, supervisor_before = server.cpu(), cpu_seconds(supervisor)
+    pauses_idle = Collections.read(metrics_url) if wsmon else Collections({}, 0.0)
+    pauses_open = pauses_held = pauses_idle
     drops_before, started = listen_drops(), time.perf_counter()
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -129,8 +174,10 @@ def crowd_run(
         rss_held = {pid: rss_bytes([pid]) for pid in server.processes}
         held = {pid: fd_count([pid]) - fds_idle.get(pid, 0) for pid in server.processes}
         tcp_pages = tcp_memory_pages()
+        probes_open, softirq_open = tcp_extended("TCPKeepAlive")["TCPKeepAlive"], softirq_seconds()
         times, size = [], 0
         if wsmon:
+            pauses_open = Collections.read(metrics_url)
             for _ in range(SCRAPES):
                 elapsed, size = scrape(metrics_url)
                 times.append(elapsed)
@@ -138,7 +185,11 @@ def crowd_run(
         for proc in procs:
             proc.send_signal(signal.SIGUSR1)
         parts = [next_line(proc) for proc in procs]
+        probes_held = tcp_extended("TCPKeepAlive")["TCPKeepAlive"] - probes_open
+        softirq_held = softirq_seconds() - softirq_open
         load_rss = server.rss()
+        if wsmon:
+            pauses_held = Collections.read(metrics_url)
         for proc in procs:
             proc.terminate()
         for proc in procs:
@@ -186,6 +237,8 @@ def crowd_run(
         / 1024,
         "server CPU s to connect": connect_cpu,
         "kernel TCP memory pages": tcp_pages,
+        "keepalive probes held": probes_held,
+        "softirq s held": softirq_held,
         "accept-queue overflows": listen_drops()["ListenOverflows"]
         - drops_before["ListenOverflows"],
     }
@@ -196,6 +249,10 @@ def crowd_run(
             "/metrics p50 ms": percentile_of(times, 50),
             "/metrics p99 ms": percentile_of(times, 99),
             "/metrics bytes": size,
+            "longest GC pause opening ms": 1000 * pauses_open.longest_since(pauses_idle),
+            "GC s opening": pauses_open.seconds - pauses_idle.seconds,
+            "longest GC pause held ms": 1000 * pauses_held.longest_since(pauses_open),
+            "GC s held": pauses_held.seconds - pauses_open.seconds,
             "hand-off queue peak": ", ".join(
                 f"{int(v)}"
                 for _, v in sorted(metric_values(metrics_url, "wsmon_handoff_queued_max").items())
@@ -212,7 +269,7 @@ def crowd(connections: int, every: int = 100, seconds: float = 30) -> Section:
         "crowd",
         f"{connections:,} connections, 1 in {every} sending one echo a second for {seconds:g} s;"
         f" {processes} server processes each, {processes} client processes on"
-        f" {processes * ADDRESSES_EACH} source addresses",
+        f" {processes * ADDRESSES_EACH} source addresses; TCP keepalive after {KEEPALIVE} idle s",
         [
             "server",
             "admitted",
@@ -230,6 +287,12 @@ def crowd(connections: int, every: int = 100, seconds: float = 30) -> Section:
             "max ms",
             "/metrics p50 ms",
             "/metrics p99 ms",
+            "longest GC pause opening ms",
+            "GC s opening",
+            "longest GC pause held ms",
+            "GC s held",
+            "keepalive probes held",
+            "softirq s held",
             "supervisor µs per connection",
             "workers µs per connection",
             "client KiB per connection",
@@ -237,8 +300,14 @@ def crowd(connections: int, every: int = 100, seconds: float = 30) -> Section:
     )
     rows: dict[str, Figures] = {}
     makers: list[tuple[str, Callable[[], Server]]] = [
-        ("bare", lambda: start_baseline("aiohttp", processes)),
-        ("wsmon", lambda: start_wsmon(processes, "--worker-capacity", str(capacity))),
+        ("bare", lambda: start_baseline("aiohttp", processes, KEEPALIVE)),
+        (
+            "wsmon",
+            lambda: start_wsmon(
+                processes,
+                *("--worker-capacity", str(capacity), "--keepalive-seconds", str(KEEPALIVE)),
+            ),
+        ),
     ]
     for block, (kind, make) in enumerate(makers, start=10):
         with running(make()) as server:
@@ -283,6 +352,13 @@ def crowd(connections: int, every: int = 100, seconds: float = 30) -> Section:
         "server's RSS, over their number: the cost of one more connection. From start, the "
         "same over all of them from the server's RSS before any, which also counts what each "
         "process allocates once, on its first connections. The client's is its RSS growth over its "
-        "connections."
+        "connections. The longest GC pause is the bucket bound (wsmon_gc_pause_seconds) of the "
+        "longest garbage collection in any wsmon worker, wall time (a worker waiting for a core "
+        "counts): while the connections opened, and while they were held (the /metrics scrapes "
+        "and the echoes); GC s, the collections' time in all, summed over the workers. Keepalive "
+        "probes and softirq s are the kernel's while the connections were held (TcpExt "
+        "TCPKeepAlive, /proc/stat): it fires a connection's keepalive timer with those of every "
+        "other connection in the same slot of its timer wheel (2 s wide for a 30 s timer at "
+        "HZ=250), and softirq work runs ahead of every process on its core."
     )
     return section

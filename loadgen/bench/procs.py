@@ -74,13 +74,25 @@ def context_switches(pids: list[int]) -> int:
     return total
 
 
+def cpu_columns() -> list[int]:
+    """The machine's CPU time since boot from /proc/stat's first line, in clock ticks, by kind:
+    user, nice, system, idle, iowait, irq, softirq, steal (guest time is counted in user)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    return [int(value) for value in fields[:8]]
+
+
 def cpu_ticks() -> tuple[int, int]:
-    """The machine's CPU time since boot from /proc/stat's first line, in clock ticks: (all of
-    it, the part stolen by the hypervisor). Steal is time this VM was ready to run and another
-    was run instead: figures measured while it is high read slow for reasons outside the run."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    # user nice system idle iowait irq softirq steal [guest guest_nice: counted in user already]
-    return sum(fields[:8]), fields[7]
+    """All of the machine's CPU time since boot, and the part stolen by the hypervisor, in clock
+    ticks. Steal is time this VM was ready to run and another was run instead: figures measured
+    while it is high read slow for reasons outside the run."""
+    fields = cpu_columns()
+    return sum(fields), fields[7]
+
+
+def softirq_seconds() -> float:
+    """CPU seconds every core has spent in softirqs since boot: where the kernel runs its TCP
+    timers and loopback deliveries, stalling whichever process that core was running."""
+    return cpu_columns()[6] / os.sysconf("SC_CLK_TCK")
 
 
 def stolen(before: tuple[int, int], after: tuple[int, int]) -> float | None:
@@ -166,8 +178,9 @@ def settle(server: Server, window: float = 0.2, busy: float = 0.005, timeout: fl
     raise RuntimeError(f"{server.name} was still busy {timeout:.0f}s after it began listening")
 
 
-def start_baseline(kind: str, processes: int = 1) -> Server:
-    """A bare echo server; several processes share the port with SO_REUSEPORT."""
+def start_baseline(kind: str, processes: int = 1, keepalive: int = 0) -> Server:
+    """A bare echo server; several processes share the port with SO_REUSEPORT. With `keepalive`
+    (bare aiohttp only), its connections get TCP keepalive after that many idle seconds."""
     port = free_port()
     command = [
         sys.executable,
@@ -180,12 +193,16 @@ def start_baseline(kind: str, processes: int = 1) -> Server:
     ]
     if processes > 1:
         command.append("--reuse-port")
+    if keepalive:
+        command += ["--keepalive", str(keepalive)]
     launched = [subprocess.Popen(command) for _ in range(processes)]
     _wait_for_port(port, launched, 15)
     time.sleep(0.3)  # every process of a reuse-port group has bound, not just the first
     return settle(
         Server(
-            f"bare {kind}" + (f" x{processes}" if processes > 1 else ""),
+            f"bare {kind}"
+            + (f" x{processes}" if processes > 1 else "")
+            + (f", keepalive {keepalive} s" if keepalive else ""),
             f"ws://127.0.0.1:{port}/ws",
             launched,
         )

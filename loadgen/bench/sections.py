@@ -30,6 +30,7 @@ from websockets.sync.client import connect
 from ..stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
 from .procs import (
     Server,
+    cpu_columns,
     cpu_seconds,
     fd_count,
     redis_info,
@@ -1016,27 +1017,39 @@ def broker_delivery(
 # 10 -------------------------------------------------------------------------------------------
 
 
-def listen_drops() -> dict[str, int]:
-    """The kernel's count of connections a full accept queue turned away (TcpExt ListenOverflows
-    and ListenDrops in /proc/net/netstat, for the whole network namespace): a SYN dropped there
-    is retried by the client 1 s later, and that second lands in its handshake time."""
+def tcp_extended(*keys: str) -> dict[str, int]:
+    """Counters of the kernel's TcpExt table (/proc/net/netstat), for the whole network
+    namespace; 0 for a counter this kernel does not keep."""
     lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines()]
     for names, numbers in zip(lines[::2], lines[1::2], strict=False):
         if names[0] == "TcpExt:":
             table = dict(zip(names[1:], map(int, numbers[1:]), strict=True))
-            return {key: table.get(key, 0) for key in ("ListenOverflows", "ListenDrops")}
-    return {"ListenOverflows": 0, "ListenDrops": 0}
+            return {key: table.get(key, 0) for key in keys}
+    return dict.fromkeys(keys, 0)
+
+
+def listen_drops() -> dict[str, int]:
+    """The kernel's count of connections a full accept queue turned away (TcpExt ListenOverflows
+    and ListenDrops): a SYN dropped there is retried by the client 1 s later, and that second
+    lands in its handshake time."""
+    return tcp_extended("ListenOverflows", "ListenDrops")
 
 
 def metric_values(url: str, name: str) -> dict[str, float]:
     """Every series of `name` in one scrape of wsmon's /metrics, by its label text."""
+    return metric_families(url, name)[name]
+
+
+def metric_families(url: str, *names: str) -> dict[str, dict[str, float]]:
+    """Every series of each of `names`, by its label text, all from the same scrape."""
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
-    found: dict[str, float] = {}
+    found: dict[str, dict[str, float]] = {name: {} for name in names}
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            series, value = line.rsplit(" ", 1)
-            found[series[len(name) :]] = float(value)
+        series, _, value = line.rpartition(" ")
+        name = series.split("{", 1)[0]
+        if name in found:
+            found[name][series[len(name) :]] = float(value)
     return found
 
 
@@ -1216,8 +1229,7 @@ def storm(connections: int, rounds: int, sources: int = 10, workers: int = 2) ->
 def busy_seconds() -> float:
     """CPU seconds every core has spent not idle since boot (/proc/stat, 10 ms ticks: enough
     for runs of seconds): with the servers' schedstat, what the client and the rest took."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    ticks = [int(value) for value in fields[:8]]
+    ticks = cpu_columns()
     idle = ticks[3] + ticks[4]  # idle and iowait
     return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
 

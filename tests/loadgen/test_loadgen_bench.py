@@ -10,6 +10,7 @@ about. Every test here starts processes.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ import pytest
 from support.polling import wait_until
 from support.processes import HOST
 
+from wsmon.exporter.config import Settings
 from wsmon.loadgen.bench import crowd, gap, sections
 from wsmon.loadgen.bench.procs import (
     Server,
@@ -34,6 +36,7 @@ from wsmon.loadgen.bench.procs import (
     cpu_ticks,
     running,
     settle,
+    start_baseline,
     start_wsmon,
     stolen,
 )
@@ -479,7 +482,10 @@ def test_crowd_section_holds_every_connection_and_answers_every_echo() -> None:
     """The section end to end, small: 400 connections on each server, 1 in 10 sending one echo
     in its second; both admit all, answer all, and the figures the report quotes are there."""
     section = crowd.crowd(400, every=10, seconds=1)
-    assert [row["server"] for row in section.rows] == ["bare aiohttp x2", "wsmon --workers 2"]
+    assert [row["server"] for row in section.rows] == [
+        "bare aiohttp x2, keepalive 30 s",
+        "wsmon --workers 2",
+    ]
     for row in section.rows:
         assert row["admitted"] == 400
         assert row["failures"] == "none"
@@ -498,10 +504,62 @@ def test_crowd_section_holds_every_connection_and_answers_every_echo() -> None:
     assert 0 < wsmon_row["/metrics p50 ms"] <= wsmon_row["/metrics p99 ms"]
     assert wsmon_row["supervisor µs per connection"] > 0
     assert len(wsmon_row["hand-off queue peak"].split(", ")) == 2
+    # 400 connections' objects make the workers collect while they open.
+    assert wsmon_row["longest GC pause opening ms"] > 0
+    assert wsmon_row["GC s opening"] > 0
     targets = {target["target"].split(" ≤")[0].split(" ≥")[0]: target for target in section.targets}
     assert targets["wsmon connections refused"]["met"]
     assert targets["wsmon message success"]["met"]
     assert "The next step, 800 connections" in section.note
+
+
+def keepalive_due(port: int) -> list[float]:
+    """Seconds until each established socket on local `port` fires its keepalive timer
+    (/proc/net/tcp's tr:tm->when, 02 for keepalive, in clock ticks); inf for one with no
+    keepalive timer armed."""
+    due = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":
+            timer, when = fields[5].split(":")
+            due.append(int(when, 16) / os.sysconf("SC_CLK_TCK") if timer == "02" else math.inf)
+    return due
+
+
+@pytest.mark.parametrize(("keepalive", "within"), [(30, True), (0, False)])
+def test_bare_aiohttp_arms_keepalive_on_every_connection_when_asked(
+    keepalive: int, within: bool
+) -> None:
+    """The crowd section's like for like: bare aiohttp's connections get wsmon's 30 s keepalive,
+    every one of them, from the listening socket they inherit it from. Without it, aiohttp's own
+    SO_KEEPALIVE leaves them to the system's idle time (7,200 s by default)."""
+    with running(start_baseline("aiohttp", 2, keepalive)) as server:
+        port = int(server.url.split(":")[2].split("/")[0])
+        clients = [socket.create_connection((HOST, port)) for _ in range(6)]
+        try:
+            due = wait_until(
+                lambda: keepalive_due(port),
+                lambda found: len(found) == 6,
+                within=5,
+                what="six connections accepted",
+            )
+            assert [0 < seconds <= 30 for seconds in due] == [within] * 6, due
+        finally:
+            for sock in clients:
+                sock.close()
+
+
+def test_the_crowd_sections_keepalive_is_wsmons_default() -> None:
+    assert Settings().keepalive_seconds == crowd.KEEPALIVE
+
+
+def test_longest_collection_is_the_bound_of_the_slowest_bucket_that_grew() -> None:
+    inf = float("inf")
+    before = crowd.Collections({0.001: 5, 0.01: 6, 0.1: 6, inf: 6}, 0.01)
+    after = crowd.Collections({0.001: 9, 0.01: 11, 0.1: 12, inf: 12}, 0.2)
+    assert after.longest_since(before) == 0.1  # one of the six new ones took over 10 ms
+    assert before.longest_since(before) == 0.0
+    assert crowd.Collections({0.1: 6, inf: 7}, 9).longest_since(before) == inf
 
 
 def test_gap_section_measures_three_servers_from_one_client() -> None:
