@@ -8,20 +8,18 @@ every worker ran a full pass every 2-4 s, each longer than the last: 0.1 to 1.4 
 with seven workers on two cores, every connection of the worker stalled meanwhile, and nothing
 collected (issue 14, measured with a gc.callbacks timer: docs/performance.md).
 
-A connection lives for minutes or hours, so walking it finds nothing. A second after connections
-arrive, the worker collects what is young (everything not yet frozen, which is only what came
-since the last freeze: a few milliseconds) and freezes the survivors: gc.freeze moves them to the
-collector's permanent generation, which it never walks. A closed connection leaves reference
-cycles behind (one worker's full pass collected 626,642 objects when its 14,000 connections
-closed), and frozen cycles are never collected. So once frozen connections amounting to a quarter
-of those still held (and at least SWEEP_FLOOR) have closed since the last sweep, the worker
-unfreezes, runs one full pass and freezes again: the pass CPython would have run, now only when
-there is garbage to find.
+A connection lives for minutes or hours, so walking it finds nothing. A moment (FREEZE_DELAY)
+after connections arrive, the worker collects what is not frozen yet (only what came since the
+last freeze) and freezes the survivors: gc.freeze moves them to the collector's permanent
+generation, which it never walks. A closed connection leaves reference cycles behind (one
+worker's full pass collected 626,642 objects when its 14,000 connections closed), and frozen
+cycles are never collected. So once frozen connections amounting to a quarter of those still held
+(and at least SWEEP_FLOOR) have closed since the last sweep, the worker unfreezes, runs one full
+pass and freezes again: the pass CPython would have run, now only when there is garbage to find.
 
 Measured at 100,000 connections (`make bench ARGS="--only crowd"`, seven workers on two cores,
-wall time): the longest collection while the connections opened fell from over a second to
-within 0.2 s, and the collections' time summed over the workers from 48.5 s to 22-34 s. CPython
-still runs its own passes between two freezes, over what is not frozen yet.
+wall time): the longest collection while the connections opened fell from 1.5 s to within 0.2 s,
+and the collections' time summed over the workers from 48.5 s to 11.3 s (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -33,7 +31,10 @@ from typing import Any, Final
 
 from .metrics import Histogram, WorkerMetrics
 
-FREEZE_DELAY: Final = 1.0  # seconds after a connection arrives: a burst is frozen at once
+# Seconds after a connection arrives. Short, so that each freeze collects little and CPython's own
+# passes in between find little unfrozen: one worker opening 10,000 connections spent 0.16 s in
+# full passes with 0.1 s (the longest within 25 ms), 0.79 s with 1 s and 1.03 s without freezing.
+FREEZE_DELAY: Final = 0.1
 # Closed frozen connections a sweep waits for at least: their cycles stay in memory until then
 # (some 15 KiB each), and a sweep walks the whole heap, so not one every few closes.
 SWEEP_FLOOR: Final = 1000
@@ -71,6 +72,7 @@ class HeldObjects:
         self._frozen_closed = 0
         self._freeze_due: asyncio.TimerHandle | None = None
         self._sweep_due: asyncio.Handle | None = None
+        self._stopped = False
 
     def start(self) -> None:
         """Freeze what the process holds once it is ready (modules, the application)."""
@@ -79,7 +81,7 @@ class HeldObjects:
     def opened(self, connection: object) -> None:
         self._held += 1
         self._young.add(connection)
-        if self._freeze_due is None:
+        if self._freeze_due is None and not self._stopped:
             self._freeze_due = self._loop.call_later(FREEZE_DELAY, self.freeze)
 
     def closed(self, connection: object) -> None:
@@ -89,7 +91,7 @@ class HeldObjects:
             return
         self._frozen_closed += 1
         due = max(SWEEP_FLOOR, self._held // 4)
-        if self._frozen_closed >= due and self._sweep_due is None:
+        if self._frozen_closed >= due and self._sweep_due is None and not self._stopped:
             self._sweep_due = self._loop.call_soon(self.sweep)
 
     def freeze(self) -> None:
@@ -107,6 +109,8 @@ class HeldObjects:
         self._frozen_closed = 0
 
     def stop(self) -> None:
+        """No more freezes or sweeps: the worker is draining, and its heap goes with it."""
+        self._stopped = True
         for handle in (self._freeze_due, self._sweep_due):
             if handle is not None:
                 handle.cancel()

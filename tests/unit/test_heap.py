@@ -40,12 +40,18 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(heap, "SWEEP_FLOOR", 10)
 
 
-async def test_connections_are_frozen_a_moment_after_they_arrive(quick: None) -> None:
+def arriving(count: int) -> tuple[HeldObjects, list[Handler]]:
+    """A started policy told of `count` new connections."""
     held = HeldObjects(asyncio.get_running_loop())
     held.start()
-    handlers = [Handler() for _ in range(50)]
+    handlers = [Handler() for _ in range(count)]
     for handler in handlers:
         held.opened(handler)
+    return held, handlers
+
+
+async def test_connections_are_frozen_a_moment_after_they_arrive(quick: None) -> None:
+    _, handlers = arriving(50)
     assert not any(frozen(h) for h in handlers)  # not yet: a burst is frozen in one go
     await asyncio.sleep(0.05)
     assert all(frozen(h) and frozen(h.parts) for h in handlers)
@@ -63,11 +69,7 @@ async def test_garbage_is_collected_before_the_freeze(quick: None) -> None:
 
 
 async def test_closed_frozen_connections_are_swept_once_a_quarter_have_closed(quick: None) -> None:
-    held = HeldObjects(asyncio.get_running_loop())
-    held.start()
-    handlers = [Handler() for _ in range(100)]
-    for handler in handlers:
-        held.opened(handler)
+    held, handlers = arriving(100)
     await asyncio.sleep(0.05)  # frozen
     closing = [handlers.pop() for _ in range(19)]
     alive = [weakref.ref(h) for h in closing]
@@ -90,13 +92,9 @@ async def test_closed_frozen_connections_are_swept_once_a_quarter_have_closed(qu
 async def test_a_connection_closed_before_the_freeze_does_not_count_towards_a_sweep(
     quick: None,
 ) -> None:
-    held = HeldObjects(asyncio.get_running_loop())
-    held.start()
-    frozen = [Handler() for _ in range(40)]
-    for handler in frozen:
-        held.opened(handler)
+    held, handlers = arriving(40)
     await asyncio.sleep(0.05)
-    closing = frozen.pop()
+    closing = handlers.pop()
     kept = weakref.ref(closing)
     held.closed(closing)
     del closing
@@ -109,6 +107,20 @@ async def test_a_connection_closed_before_the_freeze_does_not_count_towards_a_sw
     gc.collect()
     # One frozen connection closed, under SWEEP_FLOOR (10): no sweep, so its cycle is still there.
     assert kept() is not None
+
+
+async def test_a_draining_worker_neither_freezes_nor_sweeps(quick: None) -> None:
+    held, handlers = arriving(40)
+    held.stop()  # before the freeze that was due
+    await asyncio.sleep(0.05)
+    assert not any(frozen(h) for h in handlers)
+    held.start()  # what the worker holds is frozen, by hand
+    refs = [weakref.ref(h) for h in handlers]
+    for handler in handlers:
+        held.closed(handler)  # every one of them: far past a quarter
+    del handlers, handler
+    await asyncio.sleep(0.05)
+    assert all(ref() is not None for ref in refs)  # no sweep ran: their cycles are still there
 
 
 def test_every_collection_is_timed_by_generation() -> None:
