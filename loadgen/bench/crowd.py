@@ -113,17 +113,13 @@ class Collections:
         """The bucket bound the longest collection since `before` stayed within (inf: over
         the last bound; 0: none at all)."""
         total = self.within[math.inf] - before.within.get(math.inf, 0)
-        return (
-            next(
-                (
-                    bound
-                    for bound in sorted(self.within)
-                    if self.within[bound] - before.within.get(bound, 0) >= total
-                ),
-                0.0,
-            )
-            if total
-            else 0.0
+        if not total:
+            return 0.0
+        # +Inf's bucket holds them all, so some bound always does.
+        return next(
+            bound
+            for bound in sorted(self.within)
+            if self.within[bound] - before.within.get(bound, 0) >= total
         )
 
 

@@ -52,6 +52,7 @@ LABEL_VALUES: Final[Mapping[str, tuple[str, ...]]] = {
     "reason": ("invalid_json", "rate_limited"),
     "code": CLOSE_CODES[:2],
     "direction": ("in", "out"),
+    "generation": ("0", "1", "2"),
     "version": (__version__,),
     "python": ("3.11.7",),
 }
@@ -111,6 +112,7 @@ MEDIANS: Final[Mapping[str, float]] = {
     "wsmon_delivery_latency_seconds": 0.004,
     "wsmon_broadcast_duration_seconds": 0.001,
     "wsmon_broadcast_recipients": 20,
+    "wsmon_gc_pause_seconds": 0.002,
 }
 SIGMA: Final = 1.0
 # promtool cuts blocks of 2h by default and re-reads its whole input for each one (420 passes
