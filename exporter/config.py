@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from wsmon import keepalive
 from wsmon.yamlfile import YamlFileError, read_yaml, shown
 
 from . import origins
@@ -43,7 +44,7 @@ class Settings:
     max_message_bytes: int = 64 * 1024
     rate_limit: int = 1000
     send_buffer_limit: int = 1024 * 1024
-    keepalive_seconds: int = 30
+    keepalive_seconds: int = keepalive.DEFAULT_SECONDS
     drain_seconds: float = 10.0
     log_level: str = "info"
     # Empty: the packaged alerting/thresholds.yaml.

@@ -18,6 +18,8 @@ import logging
 import socket
 from collections.abc import Sequence
 
+from wsmon import keepalive
+
 from .caps import LOOSE, Tally
 from .config import Settings, listen_address
 from .control import OPERATIONS, PUBLIC
@@ -155,12 +157,8 @@ class Handoff:
     def _tune(self, conn: socket.socket) -> None:
         """No Nagle delay; TCP keepalive finds peers that vanished without a close (1006)."""
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        idle = self.settings.keepalive_seconds
-        if idle:
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+        if self.settings.keepalive_seconds:
+            keepalive.enable(conn, self.settings.keepalive_seconds)
 
     def _hand_off(self, conn: socket.socket, address: str, listener: bytes) -> None:
         """Pass the connection to the least-loaded worker, queueing it if that worker's hand-off

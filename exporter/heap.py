@@ -32,8 +32,9 @@ from typing import Any, Final
 from .metrics import Histogram, WorkerMetrics
 
 # Seconds after a connection arrives. Short, so that each freeze collects little and CPython's own
-# passes in between find little unfrozen: one worker opening 10,000 connections spent 0.16 s in
-# full passes with 0.1 s (the longest within 25 ms), 0.79 s with 1 s and 1.03 s without freezing.
+# passes in between find little unfrozen: while 100,000 connections opened, the workers spent
+# 11.3 s in collections with 0.1 s, 17.7-34.0 s with 1 s (`make bench ARGS="--only crowd"`,
+# column "GC s opening"; docs/performance.md, fourth round).
 FREEZE_DELAY: Final = 0.1
 # Closed frozen connections a sweep waits for at least: their cycles stay in memory until then
 # (some 15 KiB each), and a sweep walks the whole heap, so not one every few closes.

@@ -17,18 +17,16 @@ import socket
 
 import uvloop
 
+from wsmon import keepalive
+
 
 def keepalive_listener(port: int, reuse_port: bool, idle: int) -> socket.socket:
-    """A listening socket whose connections get TCP keepalive after `idle` silent seconds, with
-    wsmon's probe interval and count (exporter/handoff.py)."""
+    """A listening socket whose connections get wsmon's TCP keepalive after `idle` seconds."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    keepalive.enable(sock, idle)
     sock.bind(("127.0.0.1", port))
     sock.listen(4096)
     return sock

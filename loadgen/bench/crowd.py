@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsmon import keepalive
 from wsmon.limits import SPARE
 
 from .procs import (
@@ -56,9 +57,9 @@ from .sections import (
 )
 
 SCRAPES = 30
-# wsmon's default keepalive_seconds (a test holds the two equal). Both servers get it: at 100,000
-# connections the kernel's keepalive probes are work of their own (docs/performance.md).
-KEEPALIVE = 30
+# wsmon's default keepalive, for both servers: at 100,000 connections the kernel's keepalive
+# probes are work of their own (docs/performance.md).
+KEEPALIVE = keepalive.DEFAULT_SECONDS
 # Source addresses per client process: a margin, not a measured need. connect() walks the
 # address's ephemeral range for a free port, and ports left in TIME_WAIT by earlier runs slowed
 # it; from fresh addresses, 10,000 connections opened as fast from one as from four

@@ -28,7 +28,6 @@ import pytest
 from support.polling import wait_until
 from support.processes import HOST
 
-from wsmon.exporter.config import Settings
 from wsmon.loadgen.bench import crowd, gap, sections
 from wsmon.loadgen.bench.procs import (
     Server,
@@ -547,10 +546,6 @@ def test_bare_aiohttp_arms_keepalive_on_every_connection_when_asked(
         finally:
             for sock in clients:
                 sock.close()
-
-
-def test_the_crowd_sections_keepalive_is_wsmons_default() -> None:
-    assert Settings().keepalive_seconds == crowd.KEEPALIVE
 
 
 def test_longest_collection_is_the_bound_of_the_slowest_bucket_that_grew() -> None:
