@@ -102,12 +102,17 @@ function(catalogue, thresholds, overrides={})
         steps=mixin.alert('connection_rejection_rate'),
       ),
       lib.timeseries(
-        'Slow consumers cut off',
+        'Slow consumers cut off, peers timed out',
         'Connections closed with 1008 because their unsent data passed send_buffer_limit, per'
         + " interval. One is its client's network; the slow_consumer_ratio alerts judge them only"
-        + ' from %d within %s.' % [c.slowConsumerMinCutoffs, c.rateWindow],
+        + ' from %d within %s. Timed out: the kernel closed them because their peer stopped' % [c.slowConsumerMinCutoffs, c.rateWindow]
+        + ' answering keepalive probes; many at once while clients are fine mean this host drops'
+        + ' its own probes (node_softnet_dropped_total; raise net.core.netdev_max_backlog).',
         'short',
-        [lib.target(lib.increase('wsmon_slow_consumers_disconnected_total', '$__rate_interval'), 'cut off')],
+        [
+          lib.target(lib.increase('wsmon_slow_consumers_disconnected_total', '$__rate_interval'), 'cut off'),
+          lib.target(lib.increase('wsmon_connections_timed_out_total', '$__rate_interval'), 'timed out'),
+        ],
       ),
     ],
     [

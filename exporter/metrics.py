@@ -253,6 +253,7 @@ class WorkerMetrics:
         dropped = family("wsmon_deliveries_dropped_total")
         self.dropped: dict[str, Cell] = {r: dropped.child(r) for r in DROP_REASONS}
         self.slow_consumers_cut: Cell = family("wsmon_slow_consumers_disconnected_total").child()
+        self.timed_out: Cell = family("wsmon_connections_timed_out_total").child()
         pause = family("wsmon_gc_pause_seconds")
         self.gc_pause: dict[str, Histogram] = {str(g): pause.child(str(g)) for g in range(3)}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -34,6 +35,14 @@ from .metrics import WorkerMetrics
 log = logging.getLogger(__name__)
 
 HANDOFF_MESSAGE = 128  # bytes at most: the listener's tag and the client's address (control.PUBLIC)
+
+
+def timed_out(exc: BaseException | None) -> bool:
+    """Whether a connection ended because the kernel gave up on its peer: keepalive probes or
+    retransmissions went unanswered (ETIMEDOUT). A peer that vanished does that; so does a
+    healthy one whose probes this host dropped (a burst of probes past
+    net.core.netdev_max_backlog on loopback or a container's veth: docs/performance.md)."""
+    return isinstance(exc, OSError) and exc.errno == errno.ETIMEDOUT
 
 
 async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd: int) -> None:
@@ -85,6 +94,8 @@ async def run_worker(settings: Settings, index: int, control_fd: int, handoff_fd
 
         def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
             lost(handler, exc)
+            if timed_out(exc):
+                worker.metrics.timed_out.value += 1
             held.closed(handler)
             cluster.connection_ended(addresses.pop(handler, None))
 

@@ -196,6 +196,13 @@ CATALOGUE: Final = (
         ("reason",),
     ),
     Spec(
+        "wsmon_connections_timed_out_total",
+        COUNTER,
+        "Connections the kernel closed because their peer stopped answering (keepalive probes or"
+        " retransmissions unanswered, ETIMEDOUT). Many at once while the network is up point at"
+        " the host dropping its own probes (node_softnet_dropped_total).",
+    ),
+    Spec(
         "wsmon_slow_consumers_disconnected_total",
         COUNTER,
         "Connections closed with 1008 because their unsent data passed send_buffer_limit.",

@@ -29,6 +29,7 @@ from wsmon.limits import SPARE
 
 from .procs import (
     Server,
+    backlog_drops,
     cpu_seconds,
     fd_count,
     rss_bytes,
@@ -85,6 +86,11 @@ def tcp_memory_pages() -> int:
             fields = line.split()
             return int(fields[fields.index("mem") + 1])
     return 0
+
+
+def netdev_max_backlog() -> int:
+    """net.core.netdev_max_backlog: packets a core's input backlog holds."""
+    return int(Path("/proc/sys/net/core/netdev_max_backlog").read_text())
 
 
 def tcp_memory_limits() -> list[int]:
@@ -144,6 +150,7 @@ def crowd_run(
     pauses_idle = Collections.read(metrics_url) if wsmon else Collections({}, 0.0)
     pauses_open = pauses_held = pauses_idle
     drops_before, started = listen_drops(), time.perf_counter()
+    backlog_before = backlog_drops()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for n, source in zip(share, sources, strict=True):
@@ -172,6 +179,7 @@ def crowd_run(
         held = {pid: fd_count([pid]) - fds_idle.get(pid, 0) for pid in server.processes}
         tcp_pages = tcp_memory_pages()
         probes_open, softirq_open = tcp_extended("TCPKeepAlive")["TCPKeepAlive"], softirq_seconds()
+        backlog_open = backlog_drops()
         times, size = [], 0
         if wsmon:
             pauses_open = Collections.read(metrics_url)
@@ -184,6 +192,7 @@ def crowd_run(
         parts = [next_line(proc) for proc in procs]
         probes_held = tcp_extended("TCPKeepAlive")["TCPKeepAlive"] - probes_open
         softirq_held = softirq_seconds() - softirq_open
+        backlog_held = backlog_drops() - backlog_open
         load_rss = server.rss()
         if wsmon:
             pauses_held = Collections.read(metrics_url)
@@ -236,6 +245,8 @@ def crowd_run(
         "kernel TCP memory pages": tcp_pages,
         "keepalive probes held": probes_held,
         "softirq s held": softirq_held,
+        "backlog drops opening": backlog_open - backlog_before,
+        "backlog drops held": backlog_held,
         "accept-queue overflows": listen_drops()["ListenOverflows"]
         - drops_before["ListenOverflows"],
     }
@@ -290,6 +301,8 @@ def crowd(connections: int, every: int = 100, seconds: float = 30) -> Section:
             "GC s held",
             "keepalive probes held",
             "softirq s held",
+            "backlog drops opening",
+            "backlog drops held",
             "supervisor µs per connection",
             "workers µs per connection",
             "client KiB per connection",
@@ -356,6 +369,11 @@ def crowd(connections: int, every: int = 100, seconds: float = 30) -> Section:
         "probes and softirq s are the kernel's while the connections were held (TcpExt "
         "TCPKeepAlive, /proc/stat): it fires a connection's keepalive timer with those of every "
         "other connection in the same slot of its timer wheel (2 s wide for a 30 s timer at "
-        "HZ=250), and softirq work runs ahead of every process on its core."
+        "HZ=250), and softirq work runs ahead of every process on its core. Backlog drops are "
+        "the packets the kernel lost because a core's input backlog was full "
+        "(/proc/net/softnet_stat; net.core.netdev_max_backlog, "
+        f"{netdev_max_backlog():,} here): on loopback every probe and its answer pass through "
+        "it, and a burst longer than it loses the rest. A connection whose probes go unanswered "
+        "three times is reset by the kernel, healthy or not."
     )
     return section

@@ -12,12 +12,19 @@ do not explain the spread, and the comparison is of medians.)
 Bare aiohttp runs twice: with SO_REUSEPORT (the kernel's hash spreads the 50 connections
 unevenly) and as two processes on two ports with the client's connections shared 25 / 25, as
 wsmon's supervisor shares them, so that balance is not what differs.
+
+How often a server sleeps moves its CPU per message by as much as the gap itself: the same wsmon
+read 15.8 µs a message at 182 sleeps per 1,000 and 13.1 µs at 96, when its clients kept two
+echoes in flight instead of one (docs/performance.md, fifth round). So wsmon and bare aiohttp
+(SO_REUSEPORT) also run at a fixed rate, below what either answers: both are offered the same
+messages at the same moments, whatever their speed, and a faster server is not sent more.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from .procs import (
     Server,
@@ -31,6 +38,9 @@ from .procs import (
 from .sections import Figures, Section, client, result
 
 CONNECTIONS = 50
+# Echoes a second on each connection in the fixed-rate runs: 15,000 a second in all, well below
+# what either server answers ping-pong (50,000-90,000), so that both are offered the same work.
+FIXED_RATE = 300
 
 
 def two_ports() -> Server:
@@ -43,34 +53,82 @@ def two_ports() -> Server:
     )
 
 
-def measured(server: Server, seconds: float) -> Figures:
-    """One ping-pong run: messages a second, server CPU and voluntary context switches per
-    message, the server's processes taken together (started and settled: procs.settle)."""
+@dataclass(frozen=True)
+class Spent:
+    """What the server's processes spent while one client ran: CPU seconds (and its
+    supervisor's share) and voluntary context switches."""
+
+    cpu: float
+    supervisor_cpu: float
+    sleeps: int
+
+
+def run_client(server: Server, mode: str, *args: str) -> tuple[Figures, Spent]:
+    """One client of CONNECTIONS against the server (started and settled: procs.settle): its
+    result line, and what the server's processes, taken together, spent meanwhile."""
     pids = server.processes
     # wsmon's supervisor, apart: an echo never passes through it, so its share should be nil.
     supervisor = supervisor_pids(server)
     cpu, switches = server.cpu(), context_switches(pids)
     supervisor_cpu = cpu_seconds(supervisor)
-    figures = result(client("pingpong", server, CONNECTIONS, "--duration", str(seconds)))
+    figures = result(client(mode, server, CONNECTIONS, *args))
+    return figures, Spent(
+        server.cpu() - cpu,
+        cpu_seconds(supervisor) - supervisor_cpu,
+        context_switches(pids) - switches,
+    )
+
+
+def measured(server: Server, seconds: float) -> Figures:
+    """One ping-pong run: messages a second, server CPU and voluntary context switches per
+    message."""
+    figures, spent = run_client(server, "pingpong", "--duration", str(seconds))
     messages = figures["messages"]
     return {
         "msg/s": messages / figures["seconds"],
-        "server CPU µs/msg": (server.cpu() - cpu) / messages * 1e6,
-        "of which the supervisor": (cpu_seconds(supervisor) - supervisor_cpu) / messages * 1e6,
-        "sleeps per 1,000 msg": (context_switches(pids) - switches) / messages * 1000,
+        "server CPU µs/msg": spent.cpu / messages * 1e6,
+        "of which the supervisor": spent.supervisor_cpu / messages * 1e6,
+        "sleeps per 1,000 msg": spent.sleeps / messages * 1000,
     }
+
+
+def at_fixed_rate(server: Server, seconds: float) -> Figures:
+    """One run at FIXED_RATE echoes a second on each connection: server CPU and voluntary
+    context switches per echo answered. The 50 handshakes are counted in: about 12 ms of wsmon's
+    CPU (some 240 µs each, the crowd section's figure) against 1.5 s for a 4 s run's echoes."""
+    figures, spent = run_client(
+        server, "open", "--rate", str(FIXED_RATE), "--duration", str(seconds), "--seed", "1"
+    )
+    answered = figures["answered"]
+    return {
+        "fixed-rate CPU µs/msg": spent.cpu / answered * 1e6,
+        "fixed-rate sleeps per 1,000 msg": spent.sleeps / answered * 1000,
+    }
+
+
+WSMON, REUSEPORT = "wsmon --workers 2", "bare aiohttp x2 (SO_REUSEPORT)"
+# The servers also measured at FIXED_RATE (bare aiohttp on two ports takes the same work as with
+# SO_REUSEPORT; only the ping-pong runs tell the two apart).
+AT_FIXED_RATE = (REUSEPORT, WSMON)
+# Columns that list every run's figure: the column, the run's figure, its decimal places.
+EACH_RUN = (
+    ("CPU µs/msg of each run", "server CPU µs/msg", 1),
+    ("sleeps per 1,000 msg of each run", "sleeps per 1,000 msg", 0),
+    ("fixed-rate CPU µs/msg of each run", "fixed-rate CPU µs/msg", 1),
+)
 
 
 def gap(seconds: float, rounds: int) -> Section:
     makers: list[tuple[str, Callable[[], Server]]] = [
-        ("bare aiohttp x2 (SO_REUSEPORT)", lambda: start_baseline("aiohttp", 2)),
+        (REUSEPORT, lambda: start_baseline("aiohttp", 2)),
         ("bare aiohttp x2, two ports", two_ports),
-        ("wsmon --workers 2", lambda: start_wsmon(2)),
+        (WSMON, lambda: start_wsmon(2)),
     ]
     section = Section(
         "gap",
         f"The two-worker gap: one ping-pong client of {CONNECTIONS} connections, {seconds:g} s a "
-        f"run, {rounds} rounds in turn (the order reversed every other round), medians",
+        f"run, {rounds} rounds in turn (the order reversed every other round), medians; then, "
+        f"on the same server, {FIXED_RATE} echoes a second on each connection",
         [
             "server",
             "msg/s",
@@ -79,56 +137,71 @@ def gap(seconds: float, rounds: int) -> Section:
             "sleeps per 1,000 msg",
             "CPU µs/msg of each run",
             "sleeps per 1,000 msg of each run",
+            "fixed-rate CPU µs/msg",
+            "fixed-rate sleeps per 1,000 msg",
+            "fixed-rate CPU µs/msg of each run",
         ],
     )
     runs: dict[str, list[Figures]] = {name: [] for name, _ in makers}
     for number in range(rounds):
         for name, make in makers if number % 2 == 0 else makers[::-1]:
             with running(make()) as server:
-                runs[name].append(measured(server, seconds))
+                run = measured(server, seconds)
+                if name in AT_FIXED_RATE:
+                    run |= at_fixed_rate(server, seconds)
+                runs[name].append(run)
     medians: dict[str, Figures] = {}
     for name, figures in runs.items():
-        medians[name] = {
-            key: statistics.median(run[key] for run in figures)
-            for key in (
-                "msg/s",
-                "server CPU µs/msg",
-                "of which the supervisor",
-                "sleeps per 1,000 msg",
-            )
-        }
+        keys = ["msg/s", "server CPU µs/msg", "of which the supervisor", "sleeps per 1,000 msg"]
+        if name in AT_FIXED_RATE:
+            keys += ["fixed-rate CPU µs/msg", "fixed-rate sleeps per 1,000 msg"]
+        medians[name] = {key: statistics.median(run[key] for run in figures) for key in keys}
         section.rows.append(
             {
                 "server": name,
                 **medians[name],
-                "CPU µs/msg of each run": ", ".join(
-                    f"{run['server CPU µs/msg']:.1f}" for run in figures
-                ),
-                "sleeps per 1,000 msg of each run": ", ".join(
-                    f"{run['sleeps per 1,000 msg']:.0f}" for run in figures
-                ),
+                **{
+                    column: ", ".join(f"{run[key]:.{places}f}" for run in figures)
+                    for column, key, places in EACH_RUN
+                    if key in medians[name]
+                },
                 "runs": figures,
             }
         )
-    wsmon = medians["wsmon --workers 2"]["server CPU µs/msg"]
-    reuseport = medians["bare aiohttp x2 (SO_REUSEPORT)"]["server CPU µs/msg"]
+    wsmon = medians[WSMON]["server CPU µs/msg"]
+    reuseport = medians[REUSEPORT]["server CPU µs/msg"]
     balanced = medians["bare aiohttp x2, two ports"]["server CPU µs/msg"]
+    fixed = medians[WSMON]["fixed-rate CPU µs/msg"] / medians[REUSEPORT]["fixed-rate CPU µs/msg"]
     bare_runs = [
         run["server CPU µs/msg"]
         for name, figures in runs.items()
         if name.startswith("bare")
         for run in figures
     ]
+    # Round by round: each pair ran within one round, seconds apart, so its ratio has less of the
+    # machine's drift in it than the medians' (which may come from different rounds).
+    paired = sorted(
+        w["server CPU µs/msg"] / b["server CPU µs/msg"]
+        for w, b in zip(runs[WSMON], runs[REUSEPORT], strict=True)
+    )
+    section.target(f"wsmon ÷ {REUSEPORT}, CPU per message", wsmon / reuseport, 1.10)
     section.target(
-        "wsmon ÷ bare aiohttp x2 (SO_REUSEPORT), CPU per message", wsmon / reuseport, 1.10
+        f"wsmon ÷ {REUSEPORT} at {FIXED_RATE * CONNECTIONS:,} echoes a second, CPU per message",
+        fixed,
+        1.10,
     )
     section.note = (
         f"wsmon ÷ bare aiohttp x2: {wsmon / reuseport:.2f} against SO_REUSEPORT, "
-        f"{wsmon / balanced:.2f} against two ports shared evenly. Bare aiohttp's own runs, both "
+        f"{wsmon / balanced:.2f} against two ports shared evenly. Round by round against "
+        f"SO_REUSEPORT: median {statistics.median(paired):.2f}, from {paired[0]:.2f} to "
+        f"{paired[-1]:.2f}. Bare aiohttp's own runs, both "
         f"kinds, spread from {min(bare_runs):.1f} to {max(bare_runs):.1f} µs a message. "
         "Sleeps are voluntary context switches of every thread of the server's processes "
         "(/proc/PID/task/*/status): with one client on two cores each server process keeps "
         "waiting for work, as often as the scheduler's placement of three processes on two "
-        "cores makes it, run by run."
+        "cores makes it, run by run. At a fixed "
+        f"{FIXED_RATE * CONNECTIONS:,} echoes a second, below what either answers, both are "
+        "offered the same work whatever their speed: wsmon ÷ bare aiohttp x2 (SO_REUSEPORT) "
+        f"{fixed:.2f}."
     )
     return section

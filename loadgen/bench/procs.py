@@ -95,6 +95,15 @@ def softirq_seconds() -> float:
     return cpu_columns()[6] / os.sysconf("SC_CLK_TCK")
 
 
+def backlog_drops() -> int:
+    """Packets the kernel dropped since boot because a core's input backlog was full
+    (/proc/net/softnet_stat, second column; its length is net.core.netdev_max_backlog). Every
+    packet between two processes on one host (loopback, or a container's veth) passes through
+    it: a burst of keepalive probes longer than it loses the rest."""
+    lines = Path("/proc/net/softnet_stat").read_text().splitlines()
+    return sum(int(line.split()[1], 16) for line in lines)
+
+
 def stolen(before: tuple[int, int], after: tuple[int, int]) -> float | None:
     """Per cent of the machine's CPU time stolen between two cpu_ticks() readings."""
     total = after[0] - before[0]

@@ -510,6 +510,10 @@ def test_crowd_section_holds_every_connection_and_answers_every_echo() -> None:
     assert targets["wsmon connections refused"]["met"]
     assert targets["wsmon message success"]["met"]
     assert "The next step, 800 connections" in section.note
+    for row in section.rows:  # the kernel's losses, read from /proc/net/softnet_stat
+        assert row["backlog drops opening"] >= 0
+        assert row["backlog drops held"] >= 0
+    assert "net.core.netdev_max_backlog" in section.note
 
 
 def keepalive_due(port: int) -> list[float]:
@@ -574,8 +578,17 @@ def test_gap_section_measures_three_servers_from_one_client() -> None:
     bare, balanced, wsmon_row = section.rows
     assert bare["of which the supervisor"] == balanced["of which the supervisor"] == 0
     assert 0 < wsmon_row["of which the supervisor"] < wsmon_row["server CPU µs/msg"] / 10
-    assert len(section.targets) == 1
-    assert section.targets[0]["measured"] > 0
+    assert len(section.targets) == 2
+    assert all(target["measured"] > 0 for target in section.targets)
+    # Both run at the fixed rate too; bare aiohttp on two ports does not (the same work).
+    for row in (bare, wsmon_row):
+        assert row["fixed-rate CPU µs/msg"] > 0
+        assert row["fixed-rate sleeps per 1,000 msg"] > 0
+        assert len(row["fixed-rate CPU µs/msg of each run"].split(", ")) == 1
+    assert "fixed-rate CPU µs/msg" not in balanced
+    # One round: its pair's ratio is the round-by-round median, the least and the most.
+    ratio = wsmon_row["runs"][0]["server CPU µs/msg"] / bare["runs"][0]["server CPU µs/msg"]
+    assert f"median {ratio:.2f}, from {ratio:.2f} to {ratio:.2f}" in section.note
 
 
 # Spends `busy` CPU seconds, then sleeps: a server still starting up, then idle.
@@ -638,7 +651,7 @@ def test_broadcast_section_sets_each_broadcast_against_the_cpu_it_cost() -> None
     assert len(own) == 1
     assert own[0]["measured"] > 0
     assert "Each broadcast ÷ half the CPU it cost: p50" in fanout.note
-    assert scrape.rows[0]["scrapes"] == 50
+    assert scrape.rows[0]["scrapes"] == sections.METRICS_SCRAPES
 
 
 def test_stolen_is_the_share_of_cpu_time_the_hypervisor_took() -> None:
