@@ -283,9 +283,9 @@ def listen(url: str, connections: int) -> None:
         buffers[sock.fileno()] = bytearray(rest)
         poller.register(sock.fileno(), select.EPOLLIN)
     connect_seconds = perf_counter() - started
-    # Before the ready line, not after: the bench scrapes /metrics the moment every client is
-    # ready, and two clients collecting meanwhile (32-37 ms of CPU on two cores) made the first
-    # scrape the slowest (5.8-11.9 ms against a p50 of about 2.5).
+    # Before the ready line, not after: the bench measures the moment every client is ready, and
+    # two clients collecting then took CPU from the server's first /metrics scrapes
+    # (docs/performance.md, fifth round).
     quiet_collector()
     emit(
         {

@@ -32,6 +32,7 @@ from .procs import (
     backlog_drops,
     cpu_seconds,
     fd_count,
+    netdev_max_backlog,
     rss_bytes,
     running,
     softirq_seconds,
@@ -42,6 +43,7 @@ from .procs import (
 from .sections import (
     Figures,
     Section,
+    bucket_bound,
     client,
     listen_drops,
     merged_histogram,
@@ -88,11 +90,6 @@ def tcp_memory_pages() -> int:
     return 0
 
 
-def netdev_max_backlog() -> int:
-    """net.core.netdev_max_backlog: packets a core's input backlog holds."""
-    return int(Path("/proc/sys/net/core/netdev_max_backlog").read_text())
-
-
 def tcp_memory_limits() -> list[int]:
     """net.ipv4.tcp_mem: low, pressure and high, in pages."""
     return [int(value) for value in Path("/proc/sys/net/ipv4/tcp_mem").read_text().split()]
@@ -112,7 +109,7 @@ class Collections:
         found = metric_families(url, f"{name}_bucket", f"{name}_sum")
         within: dict[float, float] = {}
         for labels, count in found[f"{name}_bucket"].items():
-            bound = float(labels.split('le="', 1)[1].split('"', 1)[0])
+            bound = bucket_bound(labels)
             within[bound] = within.get(bound, 0) + count
         return cls(within, sum(found[f"{name}_sum"].values()))
 

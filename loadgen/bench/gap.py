@@ -14,8 +14,8 @@ unevenly) and as two processes on two ports with the client's connections shared
 wsmon's supervisor shares them, so that balance is not what differs.
 
 How often a server sleeps moves its CPU per message by as much as the gap itself: the same wsmon
-read 15.8 µs a message at 182 sleeps per 1,000 and 13.1 µs at 96, when its clients kept two
-echoes in flight instead of one (docs/performance.md, fifth round). So wsmon and bare aiohttp
+pool costs 10-16 % less a message, sleeping half as often, when its client keeps two echoes in
+flight instead of one (docs/performance.md, fifth round, has the script). So wsmon and bare aiohttp
 (SO_REUSEPORT) also run at a fixed rate, below what either answers: both are offered the same
 messages at the same moments, whatever their speed, and a faster server is not sent more.
 """

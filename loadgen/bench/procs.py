@@ -104,6 +104,11 @@ def backlog_drops() -> int:
     return sum(int(line.split()[1], 16) for line in lines)
 
 
+def netdev_max_backlog() -> int:
+    """net.core.netdev_max_backlog: packets a core's input backlog holds."""
+    return int(Path("/proc/sys/net/core/netdev_max_backlog").read_text())
+
+
 def stolen(before: tuple[int, int], after: tuple[int, int]) -> float | None:
     """Per cent of the machine's CPU time stolen between two cpu_ticks() readings."""
     total = after[0] - before[0]
