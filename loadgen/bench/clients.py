@@ -94,20 +94,25 @@ async def connect(session: aiohttp.ClientSession, url: str, workers: list[int] |
 async def open_all(
     session: aiohttp.ClientSession, url: str, count: int, workers: list[int] | None
 ) -> tuple[list[Any], int, float]:
-    """Open `count` connections, 200 at a time; returns them, the failures and the seconds taken."""
+    """Open `count` connections, 200 at a time; returns them, the failures and the seconds taken.
+    Several URLs, comma-separated, share the connections out evenly (bare aiohttp as two
+    processes on two ports, balanced as wsmon's supervisor balances its workers)."""
     started = perf_counter()
     sockets: list[Any] = []
     failed = 0
-    for first in range(0, count, 200):
-        batch = await asyncio.gather(
-            *(connect(session, url, workers) for _ in range(min(200, count - first))),
-            return_exceptions=True,
-        )
-        for item in batch:
-            if isinstance(item, BaseException):
-                failed += 1
-            else:
-                sockets.append(item)
+    urls = url.split(",")
+    for index, target in enumerate(urls):
+        share = count // len(urls) + (index < count % len(urls))
+        for first in range(0, share, 200):
+            batch = await asyncio.gather(
+                *(connect(session, target, workers) for _ in range(min(200, share - first))),
+                return_exceptions=True,
+            )
+            for item in batch:
+                if isinstance(item, BaseException):
+                    failed += 1
+                else:
+                    sockets.append(item)
     return sockets, failed, perf_counter() - started
 
 
@@ -127,15 +132,8 @@ async def pingpong(url: str, connections: int, duration: float, welcome: bool) -
     message = '{"type":"echo","id":1,"payload":"the quick brown fox jumps"}'
     counts = [0]
     workers: list[int] | None = [] if welcome else None
-    # Several URLs, comma-separated: the connections are shared out among them evenly.
-    urls = url.split(",")
     async with session() as client:
-        sockets, failed = [], 0
-        for index, target in enumerate(urls):
-            share = connections // len(urls) + (index < connections % len(urls))
-            opened, lost, _ = await open_all(client, target, share, workers)
-            sockets += opened
-            failed += lost
+        sockets, failed, _ = await open_all(client, url, connections, workers)
         stop_at = perf_counter() + duration
 
         async def loop(ws: Any) -> None:
@@ -845,7 +843,10 @@ def main() -> None:
     parser.add_argument(
         "mode", choices=("pingpong", "open", "hold", "listen", "rooms", "storm", "crowd")
     )
-    parser.add_argument("url")
+    parser.add_argument(
+        "url",
+        help="pingpong, open, hold: several, comma-separated, share the connections out evenly",
+    )
     parser.add_argument("--connections", type=int, required=True)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--rate", type=float, default=1.0, help="messages/s per connection")
