@@ -47,7 +47,7 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
 from ..client import bind_source
 from ..stats import HIGHEST_US, LOWEST_US, SIGNIFICANT_DIGITS
-from .procs import rss_bytes
+from .procs import even_shares, rss_bytes
 
 WELCOME_TIMEOUT = 10.0
 GRACE_SECONDS = 5.0
@@ -101,8 +101,7 @@ async def open_all(
     sockets: list[Any] = []
     failed = 0
     urls = url.split(",")
-    for index, target in enumerate(urls):
-        share = count // len(urls) + (index < count % len(urls))
+    for target, share in zip(urls, even_shares(count, len(urls)), strict=True):
         for first in range(0, share, 200):
             batch = await asyncio.gather(
                 *(connect(session, target, workers) for _ in range(min(200, share - first))),

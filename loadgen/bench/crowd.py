@@ -31,6 +31,7 @@ from .procs import (
     Server,
     backlog_drops,
     cpu_seconds,
+    even_shares,
     fd_count,
     netdev_max_backlog,
     rss_bytes,
@@ -132,7 +133,7 @@ def crowd_run(
 ) -> Figures:
     """One server's run; its clients connect from addresses 127.0.`block`.x, ADDRESSES_EACH
     a process, unused by the other run (ports left in TIME_WAIT would slow its connects)."""
-    share = [connections // processes + (i < connections % processes) for i in range(processes)]
+    share = even_shares(connections, processes)
     sources = [
         ",".join(f"127.0.{block}.{1 + i * ADDRESSES_EACH + j}" for j in range(ADDRESSES_EACH))
         for i in range(processes)

@@ -31,6 +31,12 @@ def free_port() -> int:
         return port
 
 
+def even_shares(total: int, parts: int) -> list[int]:
+    """`total` split into `parts` as evenly as integers allow, the larger shares first: how the
+    bench deals connections out to client processes or servers."""
+    return [total // parts + (index < total % parts) for index in range(parts)]
+
+
 def children(pid: int) -> list[int]:
     """The pids of `pid`'s direct children."""
     found: list[int] = []
@@ -95,12 +101,13 @@ def softirq_seconds() -> float:
     return cpu_columns()[6] / os.sysconf("SC_CLK_TCK")
 
 
-def backlog_drops() -> int:
-    """Packets the kernel dropped since boot because a core's input backlog was full
-    (/proc/net/softnet_stat, second column; its length is net.core.netdev_max_backlog). Every
-    packet between two processes on one host (loopback, or a container's veth) passes through
-    it: a burst of keepalive probes longer than it loses the rest."""
-    lines = Path("/proc/net/softnet_stat").read_text().splitlines()
+def backlog_drops(softnet_stat: Path = Path("/proc/net/softnet_stat")) -> int:
+    """Packets the kernel dropped since boot because a core's input backlog was full (the
+    second column of softnet_stat, in hex, a line per core; the backlog's length is
+    net.core.netdev_max_backlog). Every packet between two processes on one host (loopback, or a
+    container's veth) passes through it: a burst of keepalive probes longer than it loses the
+    rest."""
+    lines = softnet_stat.read_text().splitlines()
     return sum(int(line.split()[1], 16) for line in lines)
 
 

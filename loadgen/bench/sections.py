@@ -32,6 +32,7 @@ from .procs import (
     Server,
     cpu_columns,
     cpu_seconds,
+    even_shares,
     fd_count,
     redis_info,
     running,
@@ -206,7 +207,7 @@ def open_model(
     server: Server, connections: int, rate: float, seconds: float, processes: int = 2
 ) -> Figures:
     """Open-model echo load from `processes` client processes; their histograms are merged."""
-    share = [connections // processes + (i < connections % processes) for i in range(processes)]
+    share = even_shares(connections, processes)
     procs = [
         client(
             "open", server, n, "--rate", str(rate), "--duration", str(seconds), "--seed", str(i + 1)
@@ -331,7 +332,7 @@ def holding(
     broadcasts); the block runs once every client is ready. When it ends the clients close their
     connections and report (`finished`); whatever fails, in the block or here, no client process
     outlives it."""
-    share = [connections // processes + (i < connections % processes) for i in range(processes)]
+    share = even_shares(connections, processes)
     held = Held()
     try:
         for n in share:
@@ -1075,7 +1076,7 @@ def storm_run(
     connect call to the 101, and to wsmon's welcome), failures by kind, and for wsmon the most
     that waited in each worker's hand-off queue (wsmon_handoff_queued_max) and what the gate
     refused (wsmon_handshakes_refused_total)."""
-    share = [connections // processes + (i < connections % processes) for i in range(processes)]
+    share = even_shares(connections, processes)
     per_process = [list(sources[i::processes]) for i in range(processes)] if sources else None
     procs = []
     try:

@@ -32,6 +32,7 @@ from support.processes import HOST
 from wsmon.loadgen.bench import crowd, gap, sections
 from wsmon.loadgen.bench.procs import (
     Server,
+    backlog_drops,
     cpu_seconds,
     cpu_ticks,
     netdev_max_backlog,
@@ -517,8 +518,9 @@ def test_crowd_section_holds_every_connection_and_answers_every_echo() -> None:
     assert targets["wsmon message success"]["met"]
     assert "The next step, 800 connections" in section.note
     for row in section.rows:  # the kernel's losses, read from /proc/net/softnet_stat
-        assert row["backlog drops opening"] >= 0
-        assert row["backlog drops held"] >= 0
+        for column in ("backlog drops opening", "backlog drops held"):
+            assert isinstance(row[column], int)
+            assert row[column] >= 0
     # The note names the backlog's size as this machine has it.
     assert f"net.core.netdev_max_backlog, {netdev_max_backlog():,} here" in section.note
 
@@ -674,6 +676,17 @@ def test_broadcast_section_sets_each_broadcast_against_the_cpu_it_cost() -> None
     assert own[0]["measured"] > 0
     assert "Each broadcast ÷ half the CPU it cost: p50" in fanout.note
     assert scrape.rows[0]["scrapes"] == sections.METRICS_SCRAPES
+
+
+def test_backlog_drops_sums_every_cores_hex_drop_column(tmp_path: Path) -> None:
+    """softnet_stat's counters are hex, a line per core: 0x10 + 0x0a dropped, not 10 + 0a."""
+    stat = tmp_path / "softnet_stat"
+    stat.write_text(
+        "0004a3c2 00000010 00000003 00000000 00000000 00000000 00000000 00000000\n"
+        "0001ff00 0000000a 00000000 00000000 00000000 00000000 00000000 00000000\n"
+    )
+    assert backlog_drops(stat) == 26
+    assert backlog_drops() >= 0  # this machine's own file reads as well
 
 
 def test_stolen_is_the_share_of_cpu_time_the_hypervisor_took() -> None:
